@@ -1,0 +1,201 @@
+"""Journaled apply: turn the live tree into a stored generation, crash-safely.
+
+Directories are never replaced (X-Road's signer watches ``signer/`` by inode); files are
+rename(2)d into them from the generation store, then hardlinked back so the store keeps a copy.
+The full operation list is written and fsynced before the first rename, and every operation is
+idempotent, so after a crash ``recover`` rolls forward to exactly the new generation.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .errors import Reason, SyncError
+from .manifest import Manifest
+from .plan import Changes
+from .stage import disk_error, fsync_dir
+from .state import StateDir, atomic_write
+
+log = structlog.get_logger("syncagent.apply")
+
+Op = list[Any]  # ["mkdir", path, mode] | ["place", path] | ["chmod", path, mode] | ...
+KILL_AFTER_ENV = "SYNCAGENT_TEST_KILL_AFTER_OP"  # test hook: SIGKILL self after op N
+
+
+@dataclass
+class Journal:
+    generation: str
+    source: str  # the generation dir files are renamed from
+    ops: list[Op]
+    manifest: dict[str, Any]
+    uid: int | None = None
+    gid: int | None = None
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.__dict__, separators=(",", ":")).encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Journal:
+        doc = json.loads(data)
+        journal = cls(**doc)
+        for op in journal.ops:
+            _check_rel(op[1])
+        return journal
+
+
+def _check_rel(path: str) -> None:
+    if not path or path.startswith("/") or ".." in path.split("/") or "\0" in path:
+        raise SyncError(Reason.APPLY, f"journal holds an unsafe path {path!r}")
+
+
+def operations(ch: Changes) -> list[Op]:
+    """The apply order: new dirs, files, commit_last files, removals, empty dirs, modes."""
+    return [
+        *(["clear", p] for p in ch.clear),
+        *(["mkdir", p, m] for p, m in ch.mkdirs),
+        *(["place", p] for p in ch.place),
+        *(["remove", p] for p in ch.remove),
+        *(["rmdir", p] for p in ch.rmdirs),
+        *(["chmod", p, m] for p, m in ch.chmods),
+    ]
+
+
+def apply(
+    state: StateDir,
+    target: Path,
+    journal: Journal,
+    on_op: Callable[[int], None] | None = None,
+) -> None:
+    try:
+        atomic_write(state.journal, journal.dumps())
+    except OSError as e:
+        raise disk_error(e, "writing the journal") from None
+    _run(state, target, journal, on_op)
+
+
+def recover(state: StateDir, target: Path) -> str | None:
+    """Finish an apply a crash interrupted; returns its generation, or None if there was none."""
+    try:
+        data = state.journal.read_bytes()
+    except FileNotFoundError:
+        return None
+    journal = Journal.loads(data)
+    log.warning("journal_roll_forward", generation=journal.generation, ops=len(journal.ops))
+    _run(state, target, journal, None)
+    return journal.generation
+
+
+def _run(
+    state: StateDir, target: Path, journal: Journal, on_op: Callable[[int], None] | None
+) -> None:
+    source = Path(journal.source)
+    touched: set[Path] = {target}
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "-1"))
+    try:
+        for i, op in enumerate(journal.ops):
+            dst = target / op[1]
+            _OPS[op[0]](dst, source / op[1], op, journal)
+            touched.add(dst.parent)
+            if i == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if on_op is not None:
+                on_op(i)
+        for d in sorted(touched):
+            if d.is_dir():
+                fsync_dir(d)
+        state.write_current(Manifest.from_json(journal.manifest))
+        state.journal.unlink()
+        fsync_dir(state.path)
+    except OSError as e:
+        raise disk_error(
+            e,
+            f"applying generation {journal.generation} (the journal "
+            "will finish it on the next attempt)",
+        ) from None
+
+
+def _lexists(p: Path) -> bool:
+    return os.path.lexists(p)
+
+
+def _is_real_dir(p: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(p).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _same_inode(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _clear(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:
+    if _is_real_dir(dst):
+        shutil.rmtree(dst)
+
+
+def _mkdir(dst: Path, _src: Path, op: Op, j: Journal) -> None:
+    if _lexists(dst) and not _is_real_dir(dst):
+        dst.unlink()
+    if not _lexists(dst):
+        os.mkdir(dst, op[2])
+        if j.uid is not None or j.gid is not None:
+            os.chown(dst, -1 if j.uid is None else j.uid, -1 if j.gid is None else j.gid)
+    os.chmod(dst, op[2])
+
+
+def _place(dst: Path, src: Path, _op: Op, _j: Journal) -> None:
+    if _lexists(src) and not _same_inode(src, dst):
+        if _is_real_dir(dst):
+            shutil.rmtree(dst)
+        os.rename(src, dst)
+    if not _lexists(src):
+        os.link(dst, src, follow_symlinks=False)
+
+
+def _remove(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:
+    if _lexists(dst) and not _is_real_dir(dst):
+        dst.unlink()
+
+
+def _rmdir(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:
+    try:
+        dst.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOTEMPTY:
+            raise
+        log.warning(
+            "directory_kept", path=str(dst), why="not empty: holds files the agent does not manage"
+        )
+
+
+def _chmod(dst: Path, _src: Path, op: Op, _j: Journal) -> None:
+    if _lexists(dst) and not os.path.islink(dst):
+        os.chmod(dst, op[2])
+
+
+_OPS: dict[str, Callable[[Path, Path, Op, Journal], None]] = {
+    "clear": _clear,
+    "mkdir": _mkdir,
+    "place": _place,
+    "remove": _remove,
+    "rmdir": _rmdir,
+    "chmod": _chmod,
+}

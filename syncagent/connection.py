@@ -1,0 +1,175 @@
+"""SSH/SFTP connection to the primary, with host-key policy and failure classification.
+
+Only the SFTP subsystem is used, so the primary can lock the account down to
+``ForceCommand internal-sftp -R``. Key and known_hosts files are read on every connect so a
+rotated Kubernetes Secret takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import structlog
+
+from .errors import Reason, SyncError
+from .settings import Settings
+
+log = structlog.get_logger("syncagent.connection")
+
+PIN_FILE = "known_hosts.pinned"
+
+
+@dataclass
+class Session:
+    """One open connection and its SFTP channel; reused across syncs by the daemon."""
+
+    conn: asyncssh.SSHClientConnection
+    sftp: asyncssh.SFTPClient
+    io_timeout: float
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.is_closed()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sftp.exit()
+        self.conn.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.wait_closed(), 2)
+
+
+def host_pattern(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+async def connect(settings: Settings, *, keepalive: float | None = None) -> Session:
+    """Open a session or raise SyncError with the reason an operator needs to act on."""
+    host, port = settings["primary.host"], settings["primary.port"]
+    policy = settings["primary.host_key_policy"]
+    pin = settings.state_dir / PIN_FILE
+    known_hosts: Any
+    if policy == "strict":
+        known_hosts = _read_known_hosts(settings["primary.known_hosts"])
+    elif policy == "accept-new" and pin.exists():
+        known_hosts = _read_known_hosts(str(pin))
+    else:
+        known_hosts = None
+        if policy == "insecure":
+            log.warning(
+                "host_key_unchecked",
+                host=host,
+                policy=policy,
+                hint="anyone on the path can impersonate the primary",
+            )
+    try:
+        client_key = asyncssh.read_private_key(settings["primary.identity_file"])
+    except (OSError, asyncssh.KeyImportError) as e:
+        raise SyncError(
+            Reason.AUTH,
+            f"cannot read identity_file {settings['primary.identity_file']}: {_strerror(e)}",
+        ) from None
+
+    timeout = settings["primary.connect_timeout"]
+    try:
+        conn = await asyncio.wait_for(
+            asyncssh.connect(
+                host,
+                port=port,
+                username=settings["primary.user"],
+                client_keys=[client_key],
+                known_hosts=known_hosts,
+                config=[],
+                agent_path=None,
+                password=None,
+                kbdint_auth=False,
+                password_auth=False,
+                connect_timeout=timeout,
+                login_timeout=timeout,
+                keepalive_interval=keepalive or 0,
+                keepalive_count_max=3,
+            ),
+            timeout + 1,
+        )
+    except BaseException as e:
+        if isinstance(e, asyncio.CancelledError):
+            raise
+        raise classify(e, f"{host}:{port}") from None
+
+    try:
+        if policy == "accept-new" and not pin.exists():
+            _pin_host_key(conn, pin, host_pattern(host, port))
+        sftp = await asyncio.wait_for(conn.start_sftp_client(), timeout)
+    except BaseException as e:
+        conn.close()
+        if isinstance(e, asyncio.CancelledError | SyncError):
+            raise
+        raise classify(e, f"{host}:{port}") from None
+    log.debug("connected", host=host, port=port, user=settings["primary.user"])
+    return Session(conn, sftp, settings["primary.io_timeout"])
+
+
+def _read_known_hosts(path: str) -> asyncssh.SSHKnownHosts:
+    try:
+        return asyncssh.read_known_hosts(path)
+    except (OSError, ValueError) as e:
+        raise SyncError(
+            Reason.HOST_KEY, f"cannot read known_hosts {path}: {_strerror(e)}"
+        ) from None
+
+
+def _pin_host_key(conn: asyncssh.SSHClientConnection, pin: Path, pattern: str) -> None:
+    key = conn.get_server_host_key()
+    if key is None:
+        raise SyncError(Reason.HOST_KEY, "server presented no host key to pin")
+    line = f"{pattern} {key.export_public_key().decode().strip()}\n"
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pin.with_suffix(".tmp")
+    tmp.write_text(line)
+    os.replace(tmp, pin)
+    log.warning(
+        "host_key_pinned",
+        host=pattern,
+        fingerprint=key.get_fingerprint(),
+        file=str(pin),
+        hint="later connections must present this key",
+    )
+
+
+def classify(exc: BaseException, where: str = "") -> SyncError:
+    """Map a transport exception to the reason code logs, metrics and exit codes share."""
+    if isinstance(exc, SyncError):
+        return exc
+    prefix = f"{where}: " if where else ""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return SyncError(Reason.HOST_KEY, f"{prefix}host key not trusted ({exc.reason})")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return SyncError(Reason.AUTH, f"{prefix}authentication refused ({exc.reason})")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return SyncError(Reason.TIMEOUT, f"{prefix}timed out")
+    if isinstance(exc, asyncssh.ConnectionLost):
+        return SyncError(Reason.CONNECT, f"{prefix}connection lost ({exc.reason})")
+    if isinstance(exc, asyncssh.DisconnectError):
+        return SyncError(Reason.CONNECT, f"{prefix}disconnected ({exc.reason})")
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return SyncError(Reason.REMOTE_IO, f"{prefix}SFTP channel refused ({exc.reason})")
+    if isinstance(exc, asyncssh.SFTPError):
+        return SyncError(Reason.REMOTE_IO, f"{prefix}SFTP error ({exc.reason})")
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ETIMEDOUT,):
+            return SyncError(Reason.TIMEOUT, f"{prefix}{_strerror(exc)}")
+        return SyncError(Reason.CONNECT, f"{prefix}{_strerror(exc)}")
+    return SyncError(Reason.REMOTE_IO, f"{prefix}{type(exc).__name__}: {exc}")
+
+
+def _strerror(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__

@@ -1,0 +1,125 @@
+"""Which paths the agent owns, and which are node-local (never read, changed or deleted).
+
+Patterns follow rsync's filter rules, because operators migrate their ``--exclude`` lists:
+a leading ``/`` anchors at the tree root, a trailing ``/`` matches directories only, ``*``
+stays inside one path component and ``**`` crosses components; a pattern without an inner
+``/`` matches the last component at any depth.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    "sidecar": (
+        "/xroad.properties",
+        "/gpghome",
+        "/conf.d/node.ini",
+        "*.tmp",
+        "/globalconf/",
+    ),
+    "xlb": (
+        "/xroad.properties",
+        "db.properties",
+        "/conf.d/node.ini",
+        "*.tmp",
+        "/postgresql",
+        "/globalconf",
+        "/gpghome",
+        "/nginx",
+        "/jetty",
+        "/backup.d",
+    ),
+    "none": (),
+}
+XROAD_PROFILES = frozenset({"sidecar", "xlb"})
+
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str
+    regex: re.Pattern[str]
+    dir_only: bool
+    anchored: bool
+
+
+@cache
+def compile_pattern(text: str) -> Pattern:
+    """Translate one rsync-style pattern to a regex over relative posix paths."""
+    if not text or text in ("/", "//"):
+        raise ValueError(f"empty pattern {text!r}")
+    anchored = text.startswith("/")
+    dir_only = text.endswith("/")
+    body = text.strip("/")
+    parts: list[str] = []
+    i = 0
+    while i < len(body):
+        if body.startswith("**", i):
+            parts.append(".*")
+            i += 2
+        elif body[i] == "*":
+            parts.append("[^/]*")
+            i += 1
+        elif body[i] == "?":
+            parts.append("[^/]")
+            i += 1
+        else:
+            parts.append(re.escape(body[i]))
+            i += 1
+    core = "".join(parts)
+    prefix = "" if anchored else "(?:.*/)?"
+    return Pattern(text, re.compile(f"{prefix}{core}"), dir_only, anchored)
+
+
+def matches(pattern: Pattern, path: str, is_dir: bool) -> bool:
+    if pattern.dir_only and not is_dir:
+        return False
+    return pattern.regex.fullmatch(path) is not None
+
+
+@dataclass(frozen=True)
+class PathFilter:
+    """Decides, for a relative path, whether the agent manages it.
+
+    ``protected`` paths (the state dir) can never be included back; ``include`` overrides
+    ``exclude`` so an operator can take back one file of a profile's node-local list.
+    """
+
+    exclude: tuple[Pattern, ...]
+    include: tuple[Pattern, ...] = ()
+    protected: tuple[Pattern, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        profile: str,
+        exclude: tuple[str, ...] = (),
+        include: tuple[str, ...] = (),
+        protected: tuple[str, ...] = (),
+    ) -> PathFilter:
+        return cls(
+            tuple(compile_pattern(p) for p in (*PROFILES[profile], *exclude)),
+            tuple(compile_pattern(p) for p in include),
+            tuple(compile_pattern(p) for p in protected),
+        )
+
+    def excluded(self, path: str, is_dir: bool) -> bool:
+        if any(matches(p, path, is_dir) for p in self.protected):
+            return True
+        if any(matches(p, path, is_dir) for p in self.include):
+            return False
+        return any(matches(p, path, is_dir) for p in self.exclude)
+
+    def descend(self, path: str) -> bool:
+        """Whether a walk should enter directory ``path``.
+
+        An excluded directory is entered only when an anchored include names something below
+        it, so ``include = ["/globalconf/instance-identifier"]`` works as in rsync.
+        """
+        if any(matches(p, path, True) for p in self.protected):
+            return False
+        if not self.excluded(path, True):
+            return True
+        return any(p.anchored and p.text.lstrip("/").startswith(path + "/") for p in self.include)

@@ -1,0 +1,77 @@
+"""The record of a generation: every synced path with its content hash.
+
+It is what makes a no-op sync cheap (compare the primary's listing with the record, fetch
+nothing) and what makes a generation id comparable across replicas: two secondaries that
+synced the same primary state compute the same id, whatever their local inodes or clocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .tree import Kind
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: Kind
+    mode: int
+    sha256: str | None = None  # files
+    link: str | None = None  # symlinks
+    size: int = 0
+    remote_mtime: int = 0  # the primary's mtime when this content was fetched
+    ino: int = 0  # local identity after apply: a mismatch means someone touched the file
+    mtime_ns: int = 0
+
+    def same_content(self, other: Record) -> bool:
+        return (self.kind, self.sha256, self.link) == (other.kind, other.sha256, other.link)
+
+
+@dataclass
+class Manifest:
+    generation: str
+    listed_at: float  # local clock when the primary's listing behind this record was taken
+    records: dict[str, Record] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "generation": self.generation,
+            "listed_at": self.listed_at,
+            "records": {p: _record_json(r) for p, r in sorted(self.records.items())},
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Manifest:
+        if doc.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported manifest version {doc.get('version')!r}")
+        records = {p: Record(**{**r, "kind": Kind(r["kind"])}) for p, r in doc["records"].items()}
+        return cls(doc["generation"], float(doc["listed_at"]), records)
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
+
+
+def _record_json(r: Record) -> dict[str, Any]:
+    return {k: v for k, v in asdict(r).items() if v is not None}
+
+
+def generation_id(records: dict[str, Record]) -> str:
+    """sha256 over the sorted (path, kind, mode, content) of the synced set, first 16 hex.
+
+    Local facts (inode, mtime) stay out so that every replica agrees.
+    """
+    h = hashlib.sha256()
+    for path in sorted(records):
+        r = records[path]
+        content = r.sha256 if r.kind is Kind.FILE else (r.link or "")
+        h.update(f"{path}\0{r.kind}\0{r.mode:o}\0{content}\n".encode())
+    return h.hexdigest()[:16]
+
+
+EMPTY_GENERATION = generation_id({})

@@ -1,0 +1,97 @@
+"""What one sync did, in the forms its consumers need: a line, JSON, an exit code."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ExitCode, Reason, SyncError, exit_code_for
+
+
+class Outcome(enum.StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    NOT_INITIALIZED = "not_initialized"
+
+
+def outcome_for(reason: Reason) -> Outcome:
+    code = exit_code_for(reason)
+    if code is ExitCode.REJECTED:
+        return Outcome.REJECTED
+    if code is ExitCode.NOT_INITIALIZED:
+        return Outcome.NOT_INITIALIZED
+    return Outcome.FAILED
+
+
+@dataclass
+class SyncResult:
+    outcome: Outcome
+    generation: str | None = None  # live generation after this sync
+    previous: str | None = None
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    mode_changed: list[str] = field(default_factory=list)
+    files_fetched: int = 0
+    bytes_fetched: int = 0
+    duration: float = 0.0
+    attempts: int = 1
+    error: SyncError | None = None
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.error is None:
+            return ExitCode.OK
+        return exit_code_for(self.error.reason)
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.error.reason if self.error else None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.modified or self.removed or self.mode_changed)
+
+    def summary(self) -> str:
+        if self.error is not None:
+            return f"{self.outcome}: [{self.error.reason}] {self.error}"
+        counts = (
+            f"+{len(self.added)} ~{len(self.modified)} -{len(self.removed)} "
+            f"mode {len(self.mode_changed)}"
+        )
+        if self.dry_run:
+            verb = "would change" if self.changed else "nothing to change"
+            return f"{verb}: {counts} (live {self.previous}, primary {self.generation})"
+        if self.outcome is Outcome.APPLIED:
+            return (
+                f"applied generation {self.generation} (was {self.previous}): {counts}, "
+                f"fetched {self.files_fetched} files / {self.bytes_fetched} bytes "
+                f"in {self.duration:.2f}s"
+            )
+        return f"unchanged: generation {self.generation} is current ({self.duration:.2f}s)"
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "result": str(self.outcome),
+            "exit_code": int(self.exit_code),
+            "generation": self.generation,
+            "previous_generation": self.previous,
+            "added": self.added,
+            "modified": self.modified,
+            "removed": self.removed,
+            "mode_changed": self.mode_changed,
+            "files_fetched": self.files_fetched,
+            "bytes_fetched": self.bytes_fetched,
+            "duration_seconds": round(self.duration, 4),
+            "attempts": self.attempts,
+            "dry_run": self.dry_run,
+        }
+        if self.error is not None:
+            doc["reason"] = str(self.error.reason)
+            doc["error"] = self.error.message
+            doc["problems"] = [{"path": p.path, "message": p.message} for p in self.error.problems]
+        return doc

@@ -1,0 +1,181 @@
+"""List the primary's tree over SFTP: names, types, sizes, mtimes, modes.
+
+Limits are enforced while listing, not after, so a hostile or broken primary with a million
+entries costs a bounded amount of memory and time. Names arrive as bytes and are checked
+before they are ever joined into a path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import stat
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncssh
+
+from .connection import Session, classify
+from .errors import Problem, Reason, SyncError
+from .excludes import PathFilter
+from .tree import Kind, Listing, RemoteEntry, sanitise_mode
+from .validate import check_name, check_symlink
+
+T = TypeVar("T")
+READDIR_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_files: int
+    max_total_bytes: int
+    max_file_bytes: int
+    max_depth: int
+
+
+class _Walk:
+    def __init__(self, session: Session, root: str, pf: PathFilter, limits: Limits) -> None:
+        self.session = session
+        self.root = root.rstrip("/") or "/"
+        self.filter = pf
+        self.limits = limits
+        self.listing: Listing = {}
+        self.total_bytes = 0
+        self.gate = asyncio.Semaphore(READDIR_CONCURRENCY)
+
+    async def io(self, op: Awaitable[T], path: str) -> T:
+        try:
+            return await asyncio.wait_for(op, self.session.io_timeout)
+        except SyncError:
+            raise
+        except asyncssh.SFTPNoSuchFile:
+            raise
+        except Exception as e:
+            err = classify(e)
+            raise SyncError(
+                err.reason, f"{posixpath.join(self.root, path)}: {err.message}"
+            ) from None
+
+    async def walk(self, rel: str, level: int) -> None:
+        remote = posixpath.join(self.root, rel) if rel else self.root
+        async with self.gate:
+            try:
+                names = await self.io(self.session.sftp.readdir(remote.encode()), rel)
+            except asyncssh.SFTPNoSuchFile:
+                if rel:  # vanished mid-walk: the stability check will retry
+                    return
+                raise SyncError(
+                    Reason.NOT_INITIALIZED, f"{remote} does not exist on the primary"
+                ) from None
+        subdirs: list[str] = []
+        for name in names:
+            raw = name.filename
+            assert isinstance(raw, bytes)
+            if raw in (b".", b".."):
+                continue
+            problem = check_name(raw)
+            shown = raw.decode("utf-8", "backslashreplace")
+            if problem:
+                raise SyncError(
+                    Reason.VALIDATION,
+                    "unsafe name in the primary's tree",
+                    (Problem(posixpath.join(rel, shown), problem),),
+                )
+            path = posixpath.join(rel, raw.decode()) if rel else raw.decode()
+            entry = await self.entry(path, name.attrs, level)
+            if entry is None:
+                continue
+            self.listing[path] = entry
+            if len(self.listing) > self.limits.max_files:
+                raise SyncError(
+                    Reason.LIMITS,
+                    f"more than max_files={self.limits.max_files} entries "
+                    f"(stopped listing at {path})",
+                )
+            if entry.kind is Kind.DIR:
+                subdirs.append(path)
+        if subdirs:
+            await asyncio.gather(*(self.walk(d, level + 1) for d in subdirs))
+
+    async def entry(self, path: str, attrs: asyncssh.SFTPAttrs, level: int) -> RemoteEntry | None:
+        mode = attrs.permissions
+        if mode is None:
+            raise SyncError(Reason.REMOTE_IO, f"{path}: the primary sent no file type")
+        if stat.S_ISDIR(mode):
+            if not self.filter.descend(path):
+                return None
+            if level + 1 > self.limits.max_depth:
+                raise SyncError(
+                    Reason.LIMITS, f"{path}: deeper than max_depth={self.limits.max_depth}"
+                )
+            return RemoteEntry(Kind.DIR, sanitise_mode(mode), 0, int(attrs.mtime or 0))
+        if self.filter.excluded(path, False):
+            return None
+        if stat.S_ISREG(mode):
+            size = int(attrs.size or 0)
+            if size > self.limits.max_file_bytes:
+                raise SyncError(
+                    Reason.LIMITS,
+                    f"{path}: {size} bytes is over max_file_bytes={self.limits.max_file_bytes}",
+                )
+            self.total_bytes += size
+            if self.total_bytes > self.limits.max_total_bytes:
+                raise SyncError(
+                    Reason.LIMITS,
+                    f"tree is over max_total_bytes={self.limits.max_total_bytes} (at {path})",
+                )
+            return RemoteEntry(Kind.FILE, sanitise_mode(mode), size, int(attrs.mtime or 0))
+        if stat.S_ISLNK(mode):
+            target = await self.io(
+                self.session.sftp.readlink(posixpath.join(self.root, path).encode()), path
+            )
+            text = (
+                target.decode("utf-8", "backslashreplace") if isinstance(target, bytes) else target
+            )
+            return RemoteEntry(Kind.SYMLINK, 0o777, 0, int(attrs.mtime or 0), text)
+        kind = _kind_name(mode)
+        raise SyncError(
+            Reason.VALIDATION,
+            "unsupported file type in the primary's tree",
+            (
+                Problem(
+                    path,
+                    f"is a {kind}; only regular files, directories and "
+                    "relative symlinks are synced",
+                ),
+            ),
+        )
+
+
+def _kind_name(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return f"file of unknown type {stat.S_IFMT(mode):o}"
+
+
+def symlink_problems(listing: Listing) -> list[Problem]:
+    paths = frozenset(listing)
+    problems = []
+    for path, e in listing.items():
+        if e.kind is Kind.SYMLINK:
+            why = check_symlink(path, e.link or "", paths)
+            if why:
+                problems.append(Problem(path, why))
+    return problems
+
+
+async def list_tree(session: Session, root: str, pf: PathFilter, limits: Limits) -> Listing:
+    """The filtered listing of the primary's tree, or SyncError naming the first breach."""
+    walk = _Walk(session, root, pf, limits)
+    await walk.walk("", 0)
+    problems = symlink_problems(walk.listing)
+    if problems:
+        raise SyncError(Reason.VALIDATION, "unsafe symlink in the primary's tree", tuple(problems))
+    return walk.listing

@@ -1,0 +1,196 @@
+"""Build the candidate tree: fetched files plus hardlinks of unchanged live files.
+
+The candidate is a complete tree, so validation and ``validate_command`` see exactly what would
+go live, and it becomes the generation's copy kept for rollback. It lives in the state dir, on
+the target's filesystem, so apply can rename(2) its files into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import posixpath
+import shutil
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import asyncssh
+
+from .connection import Session, classify
+from .errors import Reason, SyncError
+from .manifest import Record
+from .tree import Kind, Listing, RemoteEntry
+
+T = TypeVar("T")
+CHUNK = 256 * 1024
+FETCH_CONCURRENCY = 16
+PRIVATE_DIR = 0o700
+
+
+class SnapshotMoved(Exception):
+    """The primary changed a file while we read it; the sync starts over."""
+
+
+@dataclass(frozen=True)
+class Ownership:
+    uid: int | None
+    gid: int | None
+
+    def apply_fd(self, fd: int) -> None:
+        if self.uid is None and self.gid is None:
+            return
+        st = os.fstat(fd)
+        uid = st.st_uid if self.uid is None else self.uid
+        gid = st.st_gid if self.gid is None else self.gid
+        if (uid, gid) != (st.st_uid, st.st_gid):
+            os.fchown(fd, uid, gid)
+
+
+def disk_error(e: OSError, what: str) -> SyncError:
+    reason = Reason.DISK if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else Reason.APPLY
+    return SyncError(reason, f"{what}: {e.strerror or e}")
+
+
+async def fetch_files(
+    session: Session,
+    root: str,
+    paths: tuple[str, ...],
+    listing: Listing,
+    dest: Path,
+    owner: Ownership,
+) -> tuple[dict[str, str], int]:
+    """Download ``paths`` under ``dest``; return their sha256 and the bytes fetched."""
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+    hashes: dict[str, str] = {}
+    total = 0
+
+    async def one(path: str) -> None:
+        nonlocal total
+        async with gate:
+            digest, n = await _fetch_one(
+                session, posixpath.join(root, path), listing[path], dest / path, owner
+            )
+        hashes[path] = digest
+        total += n
+
+    for d in sorted({posixpath.dirname(p) for p in paths if "/" in p}):
+        _private_dirs(dest, d)
+    tasks = [asyncio.ensure_future(one(p)) for p in paths]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return hashes, total
+
+
+def _private_dirs(dest: Path, rel: str) -> None:
+    try:
+        (dest / rel).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    except OSError as e:
+        raise disk_error(e, f"staging {rel}") from None
+
+
+async def _fetch_one(
+    session: Session, remote: str, entry: RemoteEntry, local: Path, owner: Ownership
+) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    try:
+        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise disk_error(e, f"staging {local.name}") from None
+    try:
+        async with await _io(session, session.sftp.open(remote.encode(), "rb"), remote) as f:
+            while True:
+                want = min(CHUNK, entry.size - n + 1)  # one byte more than listed shows growth
+                data: bytes = await _io(session, f.read(want, n), remote)
+                if not data:
+                    break
+                n += len(data)
+                if n > entry.size:
+                    raise SnapshotMoved(f"{remote} grew past its listed {entry.size} bytes")
+                h.update(data)
+                _write_all(fd, data, local)
+        if n != entry.size:
+            raise SnapshotMoved(f"{remote} shrank below its listed {entry.size} bytes")
+        os.fchmod(fd, entry.mode)
+        owner.apply_fd(fd)
+        os.fsync(fd)
+    except asyncssh.SFTPNoSuchFile:
+        raise SnapshotMoved(f"{remote} vanished while fetching") from None
+    except OSError as e:
+        raise disk_error(e, f"staging {remote}") from None
+    finally:
+        os.close(fd)
+    os.utime(local, (entry.mtime, entry.mtime))
+    return h.hexdigest(), n
+
+
+def _write_all(fd: int, data: bytes, local: Path) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def _io(session: Session, op: Awaitable[T], remote: str) -> T:
+    try:
+        return await asyncio.wait_for(op, session.io_timeout)
+    except (SnapshotMoved, asyncssh.SFTPNoSuchFile):
+        raise
+    except Exception as e:
+        err = classify(e)
+        raise SyncError(err.reason, f"{remote}: {err.message}") from None
+
+
+def build_candidate(
+    dest: Path,
+    target: Path,
+    listing: Listing,
+    known: dict[str, Record],
+    fetched: set[str],
+) -> None:
+    """Complete ``dest`` into the full new tree: directories, links of kept files, symlinks."""
+    try:
+        for path, e in sorted(listing.items()):
+            if e.kind is Kind.DIR:
+                _private_dirs(dest, path)
+        for path, rec in known.items():
+            if path in fetched:
+                continue
+            local = dest / path
+            if rec.kind is Kind.SYMLINK:
+                os.symlink(rec.link or "", local)
+            else:
+                os.link(target / path, local, follow_symlinks=False)
+    except SyncError:
+        raise
+    except OSError as e:
+        raise disk_error(e, "building the candidate tree") from None
+
+
+def fresh_dir(path: Path) -> None:
+    """An empty private directory, whatever a crashed run left there."""
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path)
+    path.mkdir(mode=PRIVATE_DIR, parents=True)
+
+
+def fsync_tree(root: Path) -> None:
+    """Make the candidate's file data and directory entries durable before any rename."""
+    for dirpath, _dirs, _files in os.walk(root):
+        fsync_dir(Path(dirpath))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

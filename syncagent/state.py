@@ -1,0 +1,123 @@
+"""The agent's private state directory and what lives in it.
+
+    <state_dir>/lock                 one sync at a time, across processes (engine.locked)
+    <state_dir>/current.json         record of the live generation
+    <state_dir>/journal.json         present only while an apply is in flight
+    <state_dir>/staging/             candidate tree being built
+    <state_dir>/generations/<id>/    hardlink copy of a generation (live + kept ones)
+    <state_dir>/generations/<id>.json  its record
+
+It holds copies of secrets (db.properties), so it is 0700.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .errors import Reason, SyncError
+from .manifest import Manifest
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write-fsync-rename-fsync: readers see the old or the new bytes, never a torn file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StateDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.journal = path / "journal.json"
+        self.current_file = path / "current.json"
+        self.staging = path / "staging"
+        self.generations = path / "generations"
+
+    def ensure(self) -> None:
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.generations.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise SyncError(
+                Reason.CONFIG, f"cannot create state_dir {self.path}: {e.strerror}"
+            ) from None
+
+    def check_same_filesystem(self, target: Path) -> None:
+        """rename(2) cannot cross filesystems; find out at start, not mid-apply."""
+        if self.path.stat().st_dev != target.stat().st_dev:
+            raise SyncError(
+                Reason.CONFIG,
+                f"state_dir {self.path} is on another filesystem than "
+                f"target {target}: atomic rename is impossible; put it inside the "
+                "target's filesystem",
+            )
+
+    def current(self) -> Manifest | None:
+        try:
+            return Manifest.from_json(json.loads(self.current_file.read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as e:
+            # a damaged record only costs a full re-fetch; the live tree is still intact
+            self.current_file.rename(self.current_file.with_suffix(".corrupt"))
+            raise SyncError(
+                Reason.APPLY,
+                f"{self.current_file} was unreadable ({e}); moved "
+                "aside, the next sync re-fetches everything",
+            ) from None
+
+    def write_current(self, manifest: Manifest) -> None:
+        atomic_write(self.current_file, manifest.dumps())
+
+    def generation_dir(self, gen: str) -> Path:
+        return self.generations / gen
+
+    def generation_manifest(self, gen: str) -> Manifest | None:
+        try:
+            doc = json.loads((self.generations / f"{gen}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        return Manifest.from_json(doc)
+
+    def store_generation(self, manifest: Manifest, farm: Path) -> Path:
+        """Move a candidate tree into the generation store under its id."""
+        dest = self.generation_dir(manifest.generation)
+        if dest.exists():
+            shutil.rmtree(dest)
+        farm.rename(dest)
+        atomic_write(self.generations / f"{manifest.generation}.json", manifest.dumps())
+        return dest
+
+    def kept_generations(self) -> list[str]:
+        """Stored generation ids, newest first."""
+        metas = sorted(
+            self.generations.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True
+        )
+        return [m.stem for m in metas if (self.generations / m.stem).is_dir()]
+
+    def prune(self, live: str, keep: int) -> None:
+        kept = [g for g in self.kept_generations() if g != live][:keep]
+        for entry in self.generations.iterdir():
+            gen = entry.name.removesuffix(".json")
+            if gen != live and gen not in kept:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)

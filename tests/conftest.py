@@ -1,0 +1,124 @@
+"""Shared pytest fixtures.
+
+Other blocks may be added below; keep each in its own clearly marked section.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sshd import Sshd, fresh_subdir, make_traversable_dir
+from tools import require_root, require_tool
+
+# Test the checkout, installed or not (`pytest` alone does not put the repo root on sys.path).
+_REPO = str(Path(__file__).resolve().parent.parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from syncagent.xroad_tree import build_primary_tree  # noqa: E402
+
+# =============================================================================================
+# BEGIN sshd / primary-tree fixtures (tests/sshd.py, syncagent/xroad_tree.py)
+# =============================================================================================
+
+
+def _ensure_xroad_accounts() -> None:
+    """Create the accounts a primary has: ``xroad`` owns /etc/xroad, ``xroad-slave`` reads it.
+
+    ``-p '*'``: useradd's default password field is ``!`` (locked), and with ``UsePAM no`` sshd
+    refuses *any* login, key-based too, to a locked account ("account is locked").
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        grp.getgrnam("xroad")
+    except KeyError:
+        subprocess.run(["groupadd", "-r", "xroad"], check=True)
+    for user, extra in (
+        ("xroad", ["-g", "xroad", "-s", "/usr/sbin/nologin"]),
+        ("xroad-slave", ["-G", "xroad", "-s", "/bin/bash"]),
+    ):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "-r", "-M", "-d", "/nonexistent", "-p", "*", *extra, user],
+                check=True,
+            )
+    # An image may have made xroad-slave itself, locked. `passwd -S` says "L" for both "!" and
+    # "*" (cannot tell them apart), so set "*" (no password, not locked for sshd) whenever it does.
+    status = subprocess.run(["passwd", "-S", "xroad-slave"], capture_output=True, text=True)
+    if status.returncode == 0 and status.stdout.split()[1:2] == ["L"]:
+        subprocess.run(["usermod", "-p", "*", "xroad-slave"], check=True)
+
+
+def xroad_owner() -> tuple[int, int] | None:
+    """(uid, gid) of ``xroad`` when we can chown to it, else None (tree stays ours)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam("xroad")
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
+
+
+def _new_sshd() -> Sshd:
+    require_root("sshd logins as root and xroad-slave")
+    sshd_bin = require_tool("sshd")
+    require_tool("ssh-keygen")
+    _ensure_xroad_accounts()
+    server = Sshd(sshd_bin=sshd_bin)
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """One sshd for the session. Tests that stop, kill, restart or re-key it use fresh_sshd."""
+    server = _new_sshd()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fresh_sshd() -> Iterator[Sshd]:
+    """A private sshd for tests that break it; stopped and deleted at teardown."""
+    server = _new_sshd()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def tree_area() -> Iterator[Path]:
+    """A 0711 directory: trees under it are reachable by ``xroad-slave`` via any sshd instance."""
+    _ensure_xroad_accounts()
+    area = make_traversable_dir("syncagent-trees-")
+    yield area
+    shutil.rmtree(area, ignore_errors=True)
+
+
+@pytest.fixture
+def primary_tree(tree_area: Path) -> Path:
+    """A fresh primary /etc/xroad (3 softToken keys), owned by xroad, mtimes an hour old."""
+    root = fresh_subdir(tree_area, "xroad")
+    build_primary_tree(root, mtime=time.time() - 3600, owner=xroad_owner())
+    return root
+
+
+# =============================================================================================
+# END sshd / primary-tree fixtures
+# =============================================================================================

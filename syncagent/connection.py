@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import os
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ class Session:
         self.conn.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.wait_closed(), 2)
+
+
+async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, Any]]) -> None:
+    """Run SFTP requests concurrently; the first failure cancels the rest and is re-raised as
+    itself (not wrapped), so callers keep matching on SyncError and friends."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def host_pattern(host: str, port: int) -> str:

@@ -276,11 +276,12 @@ async def _sync(
         await asyncio.to_thread(build_candidate, farm, target, listing, known, fetched)
         records = await asyncio.to_thread(_with_live_identity, records, live, ch, target, farm)
         manifest = Manifest(generation_id(records), listed_at, records)
-        result.generation = manifest.generation
+        result.candidate = manifest.generation
         result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
         result.mode_changed = [p for p, _ in ch.chmods]
         if ch.empty():
             result.outcome = Outcome.UNCHANGED
+            result.generation = manifest.generation
             if not dry_run and (
                 current is None
                 or current.records != manifest.records
@@ -306,6 +307,7 @@ async def _sync(
         await asyncio.to_thread(applying.apply, state, target, journal, on_op)
         await asyncio.to_thread(state.prune, manifest.generation, settings["sync.keep_generations"])
         result.outcome = Outcome.APPLIED
+        result.generation = manifest.generation
     finally:
         if farm.exists():
             await asyncio.to_thread(shutil.rmtree, farm, True)

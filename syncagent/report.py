@@ -31,6 +31,7 @@ class SyncResult:
     outcome: Outcome
     generation: str | None = None  # live generation after this sync
     previous: str | None = None
+    candidate: str | None = None  # generation the primary offered (applied or not)
     added: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -65,7 +66,7 @@ class SyncResult:
         )
         if self.dry_run:
             verb = "would change" if self.changed else "nothing to change"
-            return f"{verb}: {counts} (live {self.previous}, primary {self.generation})"
+            return f"{verb}: {counts} (live {self.previous}, primary {self.candidate})"
         if self.outcome is Outcome.APPLIED:
             return (
                 f"applied generation {self.generation} (was {self.previous}): {counts}, "
@@ -80,6 +81,7 @@ class SyncResult:
             "exit_code": int(self.exit_code),
             "generation": self.generation,
             "previous_generation": self.previous,
+            "candidate_generation": self.candidate,
             "added": self.added,
             "modified": self.modified,
             "removed": self.removed,

@@ -494,11 +494,6 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
         sources["sync.state_dir"] = "default (<target>/.syncagent)"
     elif not str(values["sync.state_dir"]).startswith("/"):
         loader.problem(f"sync.state_dir ({sources['sync.state_dir']})", "must be an absolute path")
-    if values["sync.max_file_bytes"] > values["sync.max_total_bytes"]:
-        loader.problem(
-            f"sync.max_file_bytes ({sources['sync.max_file_bytes']})",
-            "larger than sync.max_total_bytes",
-        )
 
 
 def file_problems(settings: Settings) -> list[Problem]:

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import asyncssh
 
-from .connection import Session, classify
+from .connection import Session, classify, gather_or_cancel
 from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
 from .tree import Kind, Listing, RemoteEntry, sanitise_mode
@@ -96,7 +96,7 @@ class _Walk:
             if entry.kind is Kind.DIR:
                 subdirs.append(path)
         if subdirs:
-            await asyncio.gather(*(self.walk(d, level + 1) for d in subdirs))
+            await gather_or_cancel(self.walk(d, level + 1) for d in subdirs)
 
     async def entry(self, path: str, attrs: asyncssh.SFTPAttrs, level: int) -> RemoteEntry | None:
         mode = attrs.permissions

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import asyncssh
 
-from .connection import Session, classify
+from .connection import Session, classify, gather_or_cancel
 from .errors import Reason, SyncError
 from .manifest import Record
 from .tree import Kind, Listing, RemoteEntry
@@ -79,14 +79,7 @@ async def fetch_files(
 
     for d in sorted({posixpath.dirname(p) for p in paths if "/" in p}):
         _private_dirs(dest, d)
-    tasks = [asyncio.ensure_future(one(p)) for p in paths]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    await gather_or_cancel(one(p) for p in paths)
     return hashes, total
 
 

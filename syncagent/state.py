@@ -54,6 +54,7 @@ class StateDir:
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.generations.mkdir(mode=0o700, exist_ok=True)
+            self.staging.mkdir(mode=0o700, exist_ok=True)
         except OSError as e:
             raise SyncError(
                 Reason.CONFIG, f"cannot create state_dir {self.path}: {e.strerror}"

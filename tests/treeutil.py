@@ -1,0 +1,60 @@
+"""Compare directory trees the way the acceptance criteria talk about them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from syncagent.excludes import PathFilter
+
+Entry = tuple[str, int, str]  # kind, mode, content (sha256 or link target)
+
+
+def snapshot(
+    root: Path, pf: PathFilter | None = None, *, with_ids: bool = False
+) -> dict[str, tuple[object, ...]]:
+    """Every entry below root (seen through ``pf``): kind, mode, content, and optionally
+    inode/owner, so "byte-for-byte unchanged" can be asserted including metadata."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in sorted([*dirnames, *filenames]):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            full = Path(dirpath) / name
+            st = os.lstat(full)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if pf is not None and ((not pf.descend(rel)) if is_dir else pf.excluded(rel, False)):
+                if is_dir:
+                    dirnames.remove(name)
+                continue
+            if is_dir:
+                content = ""
+                kind = "dir"
+            elif stat.S_ISLNK(st.st_mode):
+                content, kind = os.readlink(full), "symlink"
+            else:
+                content, kind = hashlib.sha256(full.read_bytes()).hexdigest(), "file"
+            mode = stat.S_IMODE(st.st_mode) if kind != "symlink" else 0
+            row: tuple[object, ...] = (kind, oct(mode), content)
+            if with_ids:
+                row += (st.st_ino, st.st_uid, st.st_gid, st.st_mtime_ns)
+            out[rel] = row
+    return out
+
+
+def dir_inodes(root: Path) -> dict[str, int]:
+    return {os.path.relpath(d, root): os.stat(d).st_ino for d, _, _ in os.walk(root)}
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    st = os.stat(src)
+    for d, dirs, files in os.walk(dst):
+        for n in [*dirs, *files]:
+            os.lchown(Path(d) / n, st.st_uid, st.st_gid)
+    os.chown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, stat.S_IMODE(st.st_mode))
+    return dst

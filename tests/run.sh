@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): sets up a fresh Debian machine, then lint + tests.
+#   bash tests/run.sh [pytest args...]
+# Installs, when missing: OpenSSH server/client, rsync, promtool (Debian's prometheus), then a
+# venv in .venv with the project and its test extras. Needs root for apt and for the sshd
+# fixtures (they create the xroad and xroad-slave accounts a primary has).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(openssh-server openssh-client rsync prometheus bash procps)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tests/run.sh: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's prometheus package starts a server on :9090; the tests start their own.
+systemctl disable --now prometheus >/dev/null 2>&1 || true
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+.venv/bin/ruff check syncagent tests bench
+.venv/bin/mypy syncagent
+exec .venv/bin/pytest -ra "$@"

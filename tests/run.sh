@@ -28,6 +28,6 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
-.venv/bin/ruff check syncagent tests bench
+.venv/bin/ruff check .
 .venv/bin/mypy syncagent
 exec .venv/bin/pytest -ra "$@"

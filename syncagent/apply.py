@@ -154,8 +154,11 @@ def _mkdir(dst: Path, _src: Path, op: Op, j: Journal) -> None:
         dst.unlink()
     if not _lexists(dst):
         os.mkdir(dst, op[2])
-        if j.uid is not None or j.gid is not None:
-            os.chown(dst, -1 if j.uid is None else j.uid, -1 if j.gid is None else j.gid)
+    st = os.lstat(dst)
+    uid = st.st_uid if j.uid is None else j.uid
+    gid = st.st_gid if j.gid is None else j.gid
+    if (uid, gid) != (st.st_uid, st.st_gid):  # an unprivileged agent never needs chown(2)
+        os.chown(dst, uid, gid)
     os.chmod(dst, op[2])
 
 

@@ -253,3 +253,13 @@ def test_exit_codes_follow_reasons() -> None:
     assert exit_code_for(Reason.VALIDATION) == 3
     assert exit_code_for(Reason.NOT_INITIALIZED) == 4
     assert exit_code_for(Reason.HOST_KEY) == 1
+
+
+def test_readme_documents_every_key_and_exit_code() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [f.name for f in FIELDS if f"`{f.name}`" not in readme or f.env not in readme]
+    assert missing == []
+    for code in range(5):
+        assert f"\n| {code} |" in readme

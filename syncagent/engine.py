@@ -289,7 +289,7 @@ async def _sync(
             ):
                 state.write_current(manifest)
             return
-        await _validate(settings, farm, records)
+        await _validate(settings, farm, records, fetched)
         if dry_run:
             result.outcome = Outcome.UNCHANGED
             return
@@ -313,9 +313,13 @@ async def _sync(
             await asyncio.to_thread(shutil.rmtree, farm, True)
 
 
-async def _validate(settings: Settings, farm: Path, records: dict[str, Record]) -> None:
+async def _validate(
+    settings: Settings, farm: Path, records: dict[str, Record], fetched: set[str]
+) -> None:
     files = [p for p, r in records.items() if r.kind is Kind.FILE]
-    problems = await asyncio.to_thread(validate_tree, farm, files, xroad=settings.xroad_checks)
+    problems = await asyncio.to_thread(
+        validate_tree, farm, files, xroad=settings.xroad_checks, changed=fetched
+    )
     if not problems and settings["sync.validate_command"]:
         problem = await run_validate_command(settings, farm)
         problems = [problem] if problem else []

@@ -485,17 +485,26 @@ def _softtoken_problems(root: Path, paths: frozenset[str]) -> list[Problem]:
 
 
 def validate_tree(
-    root: Path, paths: Iterable[str], *, xroad: bool, run_bash: bool = True
+    root: Path,
+    paths: Iterable[str],
+    *,
+    xroad: bool,
+    run_bash: bool = True,
+    changed: Iterable[str] | None = None,
 ) -> list[Problem]:
-    """Check every file of a staged candidate before any of it is applied.
+    """Check a staged candidate before any of it is applied.
 
-    All problems are collected, not just the first, so one rejection tells the operator
+    ``changed`` limits the per-file format checks to files whose content is new: the others
+    already passed as part of the live generation, and re-parsing a 10,000-file tree for one
+    changed file would dominate the sync. Cross-file rules always see the whole tree. All
+    problems are collected, not just the first, so one rejection tells the operator
     everything that is wrong on the primary.
     """
     path_set = frozenset(paths)
+    to_check = path_set if changed is None else path_set & frozenset(changed)
     problems = [
         problem
-        for rel in sorted(path_set)
+        for rel in sorted(to_check)
         if (problem := _check_file(root, rel, run_bash)) is not None
     ]
     if xroad:

@@ -487,3 +487,59 @@ def test_unreachable_primary_is_a_connect_failure(
     result = run(make_settings(primary__port=port, primary__connect_timeout=2))
     assert result.error is not None and result.error.reason is Reason.CONNECT
     assert result.exit_code == 1
+
+
+def test_cert_authority_known_hosts(
+    fresh_sshd: Sshd, primary_tree: Path, target: Path, tmp_path: Path
+) -> None:
+    """A fleet can trust the primary's host CA instead of one key that changes on rebuild."""
+    ca = tmp_path / "host_ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-s",
+            str(ca),
+            "-I",
+            "primary",
+            "-h",
+            "-n",
+            "127.0.0.1",
+            f"{fresh_sshd.host_key}.pub",
+        ],
+        check=True,
+    )
+    cert = Path(f"{fresh_sshd.host_key}-cert.pub")
+    fresh_sshd.config.write_text(f"HostCertificate {cert}\n" + fresh_sshd.config.read_text())
+    fresh_sshd.restart()
+    known = tmp_path / "known_hosts_ca"
+    known.write_text(
+        f"@cert-authority [127.0.0.1]:{fresh_sshd.port} {Path(f'{ca}.pub').read_text()}"
+    )
+    result = run(settings_for(fresh_sshd, primary_tree, target, primary__known_hosts=known))
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    other_ca = tmp_path / "other_ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_ca)], check=True)
+    known.write_text(
+        f"@cert-authority [127.0.0.1]:{fresh_sshd.port} {Path(f'{other_ca}.pub').read_text()}"
+    )
+    refused = run(settings_for(fresh_sshd, primary_tree, target, primary__known_hosts=known))
+    assert refused.error is not None and refused.error.reason is Reason.HOST_KEY
+
+
+def test_state_dir_on_another_filesystem_is_a_config_error(
+    make_settings: MakeSettings, target: Path
+) -> None:
+    other = Path("/dev/shm") / f"syncagent-state-{os.getpid()}"
+    if os.stat("/dev/shm").st_dev == os.stat(target).st_dev:
+        pytest.fail("/dev/shm and the test target share a filesystem; cannot test")
+    try:
+        result = run(make_settings(sync__state_dir=other))
+        assert result.exit_code == 2
+        assert result.error is not None and "another filesystem" in result.error.message
+        assert not (target / "signer").exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)

@@ -8,11 +8,12 @@ before they are ever joined into a path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import posixpath
 import stat
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import asyncssh
 
@@ -42,14 +43,13 @@ class _Walk:
         self.limits = limits
         self.listing: Listing = {}
         self.total_bytes = 0
+        self.names_read = 0
         self.gate = asyncio.Semaphore(READDIR_CONCURRENCY)
 
     async def io(self, op: Awaitable[T], path: str) -> T:
         try:
             return await asyncio.wait_for(op, self.session.io_timeout)
-        except SyncError:
-            raise
-        except asyncssh.SFTPNoSuchFile:
+        except (SyncError, asyncssh.SFTPNoSuchFile, StopAsyncIteration):
             raise
         except Exception as e:
             err = classify(e)
@@ -61,7 +61,7 @@ class _Walk:
         remote = posixpath.join(self.root, rel) if rel else self.root
         async with self.gate:
             try:
-                names = await self.io(self.session.sftp.readdir(remote.encode()), rel)
+                names = await self.read_dir(remote, rel)
             except asyncssh.SFTPNoSuchFile:
                 if rel:  # vanished mid-walk: the stability check will retry
                     return
@@ -87,16 +87,41 @@ class _Walk:
             if entry is None:
                 continue
             self.listing[path] = entry
-            if len(self.listing) > self.limits.max_files:
-                raise SyncError(
-                    Reason.LIMITS,
-                    f"more than max_files={self.limits.max_files} entries "
-                    f"(stopped listing at {path})",
-                )
             if entry.kind is Kind.DIR:
                 subdirs.append(path)
         if subdirs:
             await gather_or_cancel(self.walk(d, level + 1) for d in subdirs)
+
+    async def read_dir(self, remote: str, rel: str) -> list[asyncssh.SFTPName]:
+        """One directory's names, counted against max_files as they arrive.
+
+        asyncssh's ``readdir`` collects a whole directory before returning, so a primary that
+        lists a million names would cost their memory before any limit could say no. Every name
+        read counts, excluded ones too (a million ``*.tmp`` is no cheaper to read).
+        """
+        names: list[asyncssh.SFTPName] = []
+        it = cast(
+            AsyncGenerator[asyncssh.SFTPName, None], self.session.sftp.scandir(remote.encode())
+        )
+        try:
+            while True:
+                try:
+                    name = await self.io(anext(it), rel)
+                except StopAsyncIteration:
+                    return names
+                if name.filename in (b".", b".."):
+                    continue
+                names.append(name)
+                self.names_read += 1
+                if self.names_read > self.limits.max_files:
+                    raise SyncError(
+                        Reason.LIMITS,
+                        f"more than max_files={self.limits.max_files} entries "
+                        f"(stopped listing in {rel or '/'})",
+                    )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(it.aclose(), self.session.io_timeout)
 
     async def entry(self, path: str, attrs: asyncssh.SFTPAttrs, level: int) -> RemoteEntry | None:
         mode = attrs.permissions

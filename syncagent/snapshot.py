@@ -80,7 +80,7 @@ class _Walk:
                 raise SyncError(
                     Reason.VALIDATION,
                     "unsafe name in the primary's tree",
-                    (Problem(posixpath.join(rel, shown), problem),),
+                    (Problem(f"{rel}/{shown}" if rel else shown, problem),),
                 )
             path = posixpath.join(rel, raw.decode()) if rel else raw.decode()
             entry = await self.entry(path, name.attrs, level)

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections.abc import Coroutine, Iterable
+from collections.abc import Awaitable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 import structlog
@@ -25,6 +25,7 @@ from .settings import Settings
 log = structlog.get_logger("syncagent.connection")
 
 PIN_FILE = "known_hosts.pinned"
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,10 +35,16 @@ class Session:
     conn: asyncssh.SSHClientConnection
     sftp: asyncssh.SFTPClient
     io_timeout: float
+    timed_out: bool = False  # a request went unanswered: the connection was aborted
 
     @property
     def closed(self) -> bool:
         return self.conn.is_closed()
+
+    def abort(self) -> None:
+        """Drop the connection at once; every pending request fails immediately."""
+        self.timed_out = True
+        self.conn.abort()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -45,6 +52,26 @@ class Session:
         self.conn.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.wait_closed(), 2)
+
+
+async def request(session: Session, op: Awaitable[T]) -> T:
+    """One SFTP request, answered within ``io_timeout`` or TimeoutError.
+
+    ``asyncio.wait_for`` is not enough: cancelling a stalled asyncssh request runs its cleanup
+    (closing the remote handle), which waits on the same silent primary, and wait_for waits for
+    that cleanup, so a cut link or a stuck primary held the sync until ``sync.timeout``. At the
+    deadline the connection is aborted instead: every pending request fails at once, and each
+    reports TimeoutError.
+    """
+    timer = asyncio.get_running_loop().call_later(session.io_timeout, session.abort)
+    try:
+        return await op
+    except Exception:
+        if session.timed_out:
+            raise TimeoutError(f"no answer within io_timeout={session.io_timeout:g}s") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 async def gather_or_cancel(coros: Iterable[Coroutine[Any, Any, Any]]) -> None:

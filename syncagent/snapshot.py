@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 
 import asyncssh
 
-from .connection import Session, classify, gather_or_cancel
+from .connection import Session, classify, gather_or_cancel, request
 from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
 from .tree import Kind, Listing, RemoteEntry, sanitise_mode
@@ -48,7 +48,7 @@ class _Walk:
 
     async def io(self, op: Awaitable[T], path: str) -> T:
         try:
-            return await asyncio.wait_for(op, self.session.io_timeout)
+            return await request(self.session, op)
         except (SyncError, asyncssh.SFTPNoSuchFile, StopAsyncIteration):
             raise
         except Exception as e:
@@ -121,7 +121,7 @@ class _Walk:
                     )
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(it.aclose(), self.session.io_timeout)
+                await request(self.session, it.aclose())
 
     async def entry(self, path: str, attrs: asyncssh.SFTPAttrs, level: int) -> RemoteEntry | None:
         mode = attrs.permissions

@@ -8,6 +8,7 @@ the target's filesystem, so apply can rename(2) its files into place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 import asyncssh
 
-from .connection import Session, classify, gather_or_cancel
+from .connection import Session, classify, gather_or_cancel, request
 from .errors import Reason, SyncError
 from .manifest import Record
 from .tree import Kind, Listing, RemoteEntry
@@ -100,7 +101,8 @@ async def _fetch_one(
     except OSError as e:
         raise disk_error(e, f"staging {local.name}") from None
     try:
-        async with await _io(session, session.sftp.open(remote.encode(), "rb"), remote) as f:
+        f = await _io(session, session.sftp.open(remote.encode(), "rb"), remote)
+        try:
             while True:
                 want = min(CHUNK, entry.size - n + 1)  # one byte more than listed shows growth
                 data: bytes = await _io(session, f.read(want, n), remote)
@@ -111,6 +113,10 @@ async def _fetch_one(
                     raise SnapshotMoved(f"{remote} grew past its listed {entry.size} bytes")
                 h.update(data)
                 _write_all(fd, data, local)
+        finally:
+            # bounded like any request; must not replace the error that ended the read
+            with contextlib.suppress(SyncError, asyncssh.SFTPError):
+                await _io(session, f.close(), remote)
         if n != entry.size:
             raise SnapshotMoved(f"{remote} shrank below its listed {entry.size} bytes")
         os.fchmod(fd, entry.mode)
@@ -134,7 +140,7 @@ def _write_all(fd: int, data: bytes, local: Path) -> None:
 
 async def _io(session: Session, op: Awaitable[T], remote: str) -> T:
     try:
-        return await asyncio.wait_for(op, session.io_timeout)
+        return await request(session, op)
     except (SnapshotMoved, asyncssh.SFTPNoSuchFile):
         raise
     except Exception as e:

@@ -262,10 +262,10 @@ async def _sync(
     on_op: Callable[[int], None] | None,
 ) -> None:
     target, farm = settings.target, state.staging / "tree"
-    listing, listed_at, live, known, fetched, hashes = await _stable_snapshot(
-        settings, session, state, current, result
-    )
-    try:
+    try:  # a failed fetch must not leave its partial files behind (a full disk stays full)
+        listing, listed_at, live, known, fetched, hashes = await _stable_snapshot(
+            settings, session, state, current, result
+        )
         records = _new_records(listing, known, hashes, farm)
         live_content = {
             p: r

@@ -12,6 +12,7 @@ It holds copies of secrets (db.properties), so it is 0700.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -56,8 +57,10 @@ class StateDir:
             self.generations.mkdir(mode=0o700, exist_ok=True)
             self.staging.mkdir(mode=0o700, exist_ok=True)
         except OSError as e:
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
             raise SyncError(
-                Reason.CONFIG, f"cannot create state_dir {self.path}: {e.strerror}"
+                Reason.DISK if full else Reason.CONFIG,
+                f"cannot create state_dir {self.path}: {e.strerror}",
             ) from None
 
     def check_same_filesystem(self, target: Path) -> None:

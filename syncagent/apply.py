@@ -102,15 +102,21 @@ def _run(
     source = Path(journal.source)
     touched: set[Path] = {target}
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "-1"))
+    no_copy: OSError | None = None  # a kept copy the full disk refused; the journal retries it
     try:
         for i, op in enumerate(journal.ops):
             dst = target / op[1]
-            _OPS[op[0]](dst, source / op[1], op, journal)
+            try:
+                _OPS[op[0]](dst, source / op[1], op, journal)
+            except _NoSpaceForCopy as e:
+                no_copy = no_copy or e.error
             touched.add(dst.parent)
             if i == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
             if on_op is not None:
                 on_op(i)
+        if no_copy is not None:
+            raise no_copy
         for d in sorted(touched):
             if d.is_dir():
                 fsync_dir(d)
@@ -162,13 +168,29 @@ def _mkdir(dst: Path, _src: Path, op: Op, j: Journal) -> None:
     os.chmod(dst, op[2])
 
 
+class _NoSpaceForCopy(Exception):
+    """The file is live; only its hardlink back into the generation store found no space."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+
 def _place(dst: Path, src: Path, _op: Op, _j: Journal) -> None:
     if _lexists(src) and not _same_inode(src, dst):
         if _is_real_dir(dst):
             shutil.rmtree(dst)
         os.rename(src, dst)
     if not _lexists(src):
-        os.link(dst, src, follow_symlinks=False)
+        try:
+            os.link(dst, src, follow_symlinks=False)
+        except OSError as e:
+            # A link can need space (an inode on tmpfs, a directory block elsewhere). Stopping
+            # here would leave two generations mixed in the live tree for as long as the disk
+            # stays full; the renames need no space, so they go on and the journal keeps the
+            # apply open until this copy is made.
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise _NoSpaceForCopy(e) from None
 
 
 def _remove(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:

@@ -1,0 +1,522 @@
+"""``syncagent run``: scheduled syncs over a kept connection, probes, metrics, control, drift.
+
+The pieces (keeper, reloader, watchers, HTTP) each live in their own module; this one decides
+when a sync runs and folds its result into the one ``DaemonState`` everything else reads.
+
+- Every sync goes through one worker task, so two never overlap, and triggers that arrive while
+  one runs (schedule, SIGHUP, trigger file, drift, reconnect) coalesce into one follow-up sync.
+- The first sync is retried with exponential backoff until it succeeds; the process stays up and
+  live meanwhile, and ready only if a validated generation is already live from before.
+- Only then does APScheduler start the interval job, at a random phase plus per-run jitter, so
+  replicas started together do not stay in step.
+- A heartbeat job proves the scheduler fires (/healthz, sd_notify WATCHDOG=1) and re-checks the
+  control files in case a watch was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import apply as applying
+from . import control, engine
+from . import http as http_server
+from .drift import DriftWatcher
+from .errors import ExitCode, Reason, SyncError, exit_code_for
+from .keeper import ConnectionKeeper, backoff_delay
+from .manifest import Manifest
+from .metrics import Metrics
+from .reload import Reloader, applied_elsewhere
+from .report import Outcome, SyncResult, outcome_for
+from .sdnotify import Notifier
+from .settings import Settings
+from .state import StateDir
+from .status import SUCCESS, DaemonState, write_status
+
+log = structlog.get_logger("syncagent.daemon")
+
+HEARTBEAT = 5.0
+DRIFT_MIN_GAP = 10.0  # a runaway writer must not turn drift repair into a sync storm
+STOP_GRACE = 3.0  # a running sync gets this long to finish on SIGTERM, then it is abandoned
+RESTORE_LOCK_TIMEOUT = 2.0
+RECONNECT_TRIGGERS = (Reason.TIMEOUT, Reason.CONNECT)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        notifier: Notifier | None = None,
+        hostname: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = DaemonState()
+        self.store = StateDir(settings.state_dir)
+        self.metrics = Metrics(self.state, settings.reload_rules, settings["sync.max_staleness"])
+        self.rng = rng or random.Random()
+        self.notifier = notifier or Notifier()
+        self.keeper = ConnectionKeeper(
+            settings,
+            self.state,
+            rng=self.rng,
+            on_connected=self._on_connected,
+            on_change=self._write_status,
+        )
+        self.reloader = Reloader(settings, self.metrics.observe_reload, hostname)
+        self.drift = DriftWatcher(
+            settings.target,
+            engine.path_filter(settings),
+            self.store,
+            self._on_drift,
+            busy=lambda: self.state.syncing_since is not None,
+        )
+        self.control = control.ControlWatcher(settings.state_dir, self._on_control)
+        self.scheduler: AsyncIOScheduler | None = None
+        self.http_port: int | None = None
+        self.first_sync_done = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reasons: list[str] = []
+        self._last_drift_sync = -DRIFT_MIN_GAP
+        self._drift_timer: asyncio.TimerHandle | None = None
+        self._announced = False
+        self._status_warned = False
+
+    # ---- triggers --------------------------------------------------------------------------
+
+    def trigger(self, why: str) -> None:
+        """Ask for a sync; triggers that arrive before the worker picks them up coalesce."""
+        if why not in self._reasons:
+            self._reasons.append(why)
+        self._wake.set()
+
+    def sync_now(self, why: str) -> None:
+        """An operator's request: also skips what is left of a reconnect backoff."""
+        self.keeper.retry_now()
+        self.trigger(why)
+
+    def _take_reasons(self) -> str:
+        reasons, self._reasons = self._reasons, []
+        self._wake.clear()
+        return ",".join(reasons)
+
+    async def _wait_wake(self, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # ---- one sync --------------------------------------------------------------------------
+
+    async def _attempt(self) -> SyncResult:
+        try:
+            session = await self.keeper.session()
+        except SyncError as e:
+            gen = self.state.generation
+            return SyncResult(outcome_for(e.reason), gen, gen, error=e)
+        async with self.keeper.lease():
+            return await engine.sync(self.settings, session)
+
+    async def run_sync(self, why: str) -> SyncResult | None:
+        """One sync unless paused; None when skipped."""
+        if self._refresh_pause():
+            log.info("sync_skipped", why=why, paused_by=list(self.state.paused_by))
+            return None
+        self.state.syncing_since = time.monotonic()
+        try:
+            result = await self._attempt()
+        finally:
+            self.state.syncing_since = None
+        self.state.record(result, time.time())
+        self.state.journal_pending = self.store.journal.exists()
+        self.metrics.observe_sync(result)
+        _log_result(result, why, self.state.consecutive_failures)
+        if result.reason in RECONNECT_TRIGGERS:
+            self.keeper.discard()
+        if result.outcome is Outcome.APPLIED:
+            self.reloader.schedule(result)
+        self._write_status()
+        self.notifier.status(result.summary())
+        self.drift.evaluate()  # events held while this sync applied
+        return result
+
+    # ---- the worker ------------------------------------------------------------------------
+
+    async def _first_sync(self) -> None:
+        """Retried with backoff until it succeeds; a manual trigger retries at once."""
+        attempt = 0
+        while not self._stop.is_set():
+            why = self._take_reasons() or "first sync"
+            result = await self.run_sync(why)
+            self._announce_ready()
+            if result is None:
+                await self._wait_wake(None)
+                continue
+            if result.outcome in SUCCESS:
+                self.first_sync_done.set()
+                return
+            delay = backoff_delay(attempt, rng=self.rng)
+            attempt += 1
+            log.warning(
+                "first_sync_failed",
+                attempt=attempt,
+                reason=str(result.reason),
+                error=result.error.message if result.error else None,
+                retry_in=round(delay, 2),
+            )
+            await self._wait_wake(delay)
+
+    async def _worker(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self.keeper.wait_first_attempt(), self.settings["primary.connect_timeout"] + 2
+            )
+        await self._first_sync()
+        if self._stop.is_set():
+            return
+        self._schedule_syncs()
+        while not self._stop.is_set():
+            await self._wake.wait()
+            if self._stop.is_set():
+                return
+            await self.run_sync(self._take_reasons())
+
+    def _announce_ready(self) -> None:
+        """READY=1 once serving and the first sync was tried: X-Road units start after it."""
+        if not self._announced:
+            self._announced = True
+            self.notifier.ready(f"generation {self.state.generation or '(none)'}")
+
+    # ---- scheduler -------------------------------------------------------------------------
+
+    def _start_scheduler(self) -> None:
+        interval = HEARTBEAT
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.add_job(
+            self._heartbeat,
+            IntervalTrigger(seconds=interval, timezone=UTC),
+            id="heartbeat",
+            coalesce=True,
+            max_instances=1,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.start()
+
+    def _schedule_syncs(self) -> None:
+        """Interval job at a random phase, each run delayed by up to jitter * interval more."""
+        assert self.scheduler is not None
+        interval = self.settings["sync.interval"]
+        jitter = interval * self.settings["sync.jitter"]
+        first = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0, interval))
+        self.scheduler.add_job(
+            self._scheduled,
+            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone=UTC),
+            id="sync",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            next_run_time=first,
+        )
+        log.info(
+            "scheduled",
+            interval=interval,
+            jitter=round(jitter, 3),
+            first_in=round((first - datetime.now(UTC)).total_seconds(), 2),
+        )
+
+    def scheduler_running(self) -> bool:
+        return self.scheduler is not None and bool(self.scheduler.running)
+
+    # Jobs are coroutines on purpose: APScheduler's asyncio executor runs plain functions in a
+    # thread pool, where touching asyncio events is unsafe and a heartbeat would prove nothing
+    # about the event loop.
+
+    async def _scheduled(self) -> None:
+        self.trigger("schedule")
+
+    async def _heartbeat(self) -> None:
+        self.state.heartbeat = time.monotonic()
+        self._on_control()
+        if self.notifier.watchdog_interval and self.healthy():
+            self.notifier.watchdog()
+
+    def healthy(self) -> bool:
+        checks = self.state.liveness(
+            time.monotonic(), self.settings["sync.timeout"], self.scheduler_running()
+        )
+        return all(c.ok for c in checks)
+
+    # ---- events from the keeper and the watchers -------------------------------------------
+
+    def _on_connected(self) -> None:
+        """After a loss that cost syncs, sync at once instead of waiting for the schedule
+        (or for the first sync's backoff)."""
+        if self.state.consecutive_failures:
+            self.trigger("reconnected")
+
+    def _on_control(self) -> None:
+        self._refresh_pause()
+        if control.take_trigger(self.settings.state_dir):
+            self.sync_now("sync-now file")
+        self._refresh_generation()
+
+    def _refresh_pause(self) -> bool:
+        by = control.paused_by(self.settings.state_dir)
+        if by != self.state.paused_by:
+            resumed = self.state.paused and not by
+            self.state.paused_by = by
+            log.info("paused" if by else "resumed", paused_by=list(by))
+            self._write_status()
+            if resumed:
+                self.trigger("resumed")
+        return self.state.paused
+
+    def _refresh_generation(self) -> None:
+        """Follow current.json when something else applied (rollback, ``syncagent once``)."""
+        if self.state.syncing_since is not None:
+            return
+        try:
+            current = self.store.current()
+        except SyncError:
+            return
+        gen = current.generation if current else None
+        pending = self.store.journal.exists()
+        if gen != self.state.generation and current is not None:
+            self._applied_elsewhere(current)
+        if gen != self.state.generation or pending != self.state.journal_pending:
+            self.state.generation = gen
+            self.state.journal_pending = pending
+            self._write_status()
+
+    def _applied_elsewhere(self, current: Manifest) -> None:
+        """A rollback changed the live tree: its files need their programs restarted too."""
+        old = self.state.generation
+        try:
+            previous = self.store.generation_manifest(old) if old else None
+        except (OSError, ValueError, KeyError, TypeError):
+            previous = None  # then every path counts as changed: restart rather than not
+        result = applied_elsewhere(previous, current)
+        log.info(
+            "generation_changed",
+            generation=current.generation,
+            previous=old,
+            added=len(result.added),
+            modified=len(result.modified),
+            removed=len(result.removed),
+            why="applied by another process (rollback or `syncagent once`)",
+        )
+        self.reloader.schedule(result)
+
+    def _on_drift(self, paths: list[str]) -> None:
+        if self.state.generation is None:
+            return  # nothing validated to restore yet
+        if control.paused_by(self.settings.state_dir):
+            log.info("live_tree_changed_while_paused", count=len(paths), paths=paths[:10])
+            return
+        self.metrics.observe_drift(len(paths))
+        log.warning(
+            "drift",
+            count=len(paths),
+            paths=paths[:10],
+            action="syncing to restore the primary's version",
+        )
+        gap = min(self.settings["sync.interval"], DRIFT_MIN_GAP)
+        wait = self._last_drift_sync + gap - time.monotonic()
+        if wait <= 0:
+            self._fire_drift()
+        elif self._drift_timer is None:
+            self._drift_timer = asyncio.get_running_loop().call_later(wait, self._fire_drift)
+
+    def _fire_drift(self) -> None:
+        self._drift_timer = None
+        self._last_drift_sync = time.monotonic()
+        self.trigger("drift")
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        doc = self.state.to_json(time.time(), self.settings["sync.max_staleness"])
+        doc["http_port"] = self.http_port
+        try:
+            write_status(self.settings.state_dir, doc)
+        except OSError as e:
+            if not self._status_warned:
+                log.warning("status_file_not_written", error=e.strerror or str(e))
+                self._status_warned = True
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """Finish an interrupted apply, then trust current.json: a restart must not un-ready."""
+        engine.open_state(self.settings)
+        try:
+            async with engine.locked(self.store, RESTORE_LOCK_TIMEOUT):
+                await asyncio.to_thread(applying.recover, self.store, self.settings.target)
+        except SyncError as e:
+            log.warning("roll_forward_deferred", reason=str(e.reason), error=e.message)
+        try:
+            current = self.store.current()
+        except SyncError as e:
+            log.warning("current_record_unreadable", reason=str(e.reason), error=e.message)
+            current = None
+        if current is not None:
+            self.state.generation = current.generation
+            self.state.last_success = current.listed_at
+        self.state.journal_pending = self.store.journal.exists()
+        self.state.paused_by = control.paused_by(self.settings.state_dir)
+        log.info(
+            "starting",
+            generation=self.state.generation,
+            paused_by=list(self.state.paused_by),
+            interval=self.settings["sync.interval"],
+            target=str(self.settings.target),
+        )
+
+    async def run_until(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set; returns the process exit code."""
+        self._stop = stop
+        try:
+            await self._restore()
+        except SyncError as e:
+            log.error("cannot_start", reason=str(e.reason), error=e.message)
+            return int(exit_code_for(e.reason))
+        other = control.running_pid(self.settings.state_dir)
+        if other is not None and other != os.getpid():
+            log.error("already_running", pid=other, state_dir=str(self.settings.state_dir))
+            return int(ExitCode.CONFIG)
+        probe = http_server.Probe(self.state, self.settings, self.metrics, self.scheduler_running)
+        try:
+            runner, self.http_port = await http_server.start(probe, self.settings["http.listen"])
+        except OSError as e:
+            log.error("cannot_listen", listen=self.settings["http.listen"], error=str(e))
+            return int(ExitCode.CONFIG)
+        control.write_pid(self.settings.state_dir)
+        self._start_scheduler()
+        log.info("serving", listen=self.settings["http.listen"], port=self.http_port)
+        self._write_status()
+        worker = asyncio.create_task(self._worker(), name="sync-worker")
+        others = [
+            asyncio.create_task(coro, name=name)
+            for name, coro in (
+                ("keeper", self.keeper.run(stop)),
+                ("control", self.control.run(stop)),
+                ("drift", self.drift.run(stop)),
+                ("credentials", self.keeper.watch_credentials(stop)),
+            )
+        ]
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(worker, others, runner)
+        return int(ExitCode.OK)
+
+    async def _shutdown(
+        self, worker: asyncio.Task[None], others: list[asyncio.Task[None]], runner: Any
+    ) -> None:
+        self.notifier.stopping()
+        log.info("stopping", syncing=self.state.syncing_since is not None)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self._drift_timer is not None:
+            self._drift_timer.cancel()
+        self._wake.set()
+        done, _ = await asyncio.wait({worker}, timeout=STOP_GRACE)
+        if not done:
+            log.warning("sync_abandoned", why="stopping; the journal keeps the tree consistent")
+            worker.cancel()
+        await asyncio.wait(others, timeout=STOP_GRACE)
+        for task in [worker, *others]:
+            task.cancel()
+        await asyncio.gather(worker, *others, return_exceptions=True)
+        await self.reloader.close()
+        await self.keeper.close()
+        await runner.cleanup()
+        self.state.syncing_since = None
+        self._write_status()
+        control.remove_pid(self.settings.state_dir)
+        log.info("stopped")
+
+
+def _log_result(result: SyncResult, why: str, failures: int) -> None:
+    """One event per sync, with the same reason codes as the metrics."""
+    doc = result.to_json()
+    fields: dict[str, Any] = {
+        k: v
+        for k, v in doc.items()
+        if k not in ("added", "modified", "removed", "mode_changed", "problems", "dry_run")
+    }
+    fields.update(
+        why=why,
+        added=len(result.added),
+        modified=len(result.modified),
+        removed=len(result.removed),
+        mode_changed=len(result.mode_changed),
+        consecutive_failures=failures,
+    )
+    if result.error is not None and result.error.problems:
+        fields["problems"] = [str(p) for p in result.error.problems[:5]]
+    if result.outcome in SUCCESS:
+        log.info("sync", **fields)
+    elif result.outcome is Outcome.REJECTED:
+        log.error("sync", **fields)
+    else:
+        log.warning("sync", **fields)
+
+
+class _ToStructlog(logging.Handler):
+    """Library warnings (apscheduler, asyncssh) as structured lines, not stray plain text."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).warning(record.getMessage())
+
+
+def _route_library_logs() -> None:
+    for name in ("apscheduler", "asyncssh"):
+        lib = logging.getLogger(name)
+        lib.setLevel(logging.WARNING)
+        lib.propagate = False
+        if not any(isinstance(h, _ToStructlog) for h in lib.handlers):
+            lib.addHandler(_ToStructlog())
+
+
+@contextlib.contextmanager
+def signals(daemon: Daemon, stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT stop, SIGHUP syncs now (``systemctl reload``, ``syncagent sync-now``)."""
+    loop = asyncio.get_running_loop()
+    handlers = {
+        signal.SIGTERM: stop.set,
+        signal.SIGINT: stop.set,
+        signal.SIGHUP: lambda: daemon.sync_now("SIGHUP"),
+    }
+    for sig, fn in handlers.items():
+        loop.add_signal_handler(sig, fn)
+    try:
+        yield
+    finally:
+        for sig in handlers:
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, daemon: Daemon | None = None
+) -> int:
+    """What ``syncagent run`` (and ``syncagent demo``) execute."""
+    _route_library_logs()
+    daemon = daemon or Daemon(settings)
+    stop = stop or asyncio.Event()
+    with signals(daemon, stop):
+        return await daemon.run_until(stop)

@@ -1,0 +1,142 @@
+"""Drift: changes to the live tree that the agent did not make.
+
+With cron+rsync a hand edit on a secondary lived until the next minute, or forever if rsync's
+quick check missed it. Here watchfiles reports it at once; the daemon logs it, counts it and
+syncs, which puts the primary's version back.
+
+Telling the agent's own applies from foreign changes needs no time window: current.json records
+the inode, size and mtime of every file the agent placed (the same facts the engine uses to
+trust a live file). An event whose path still matches its record is the agent's own doing;
+a path that differs from it, vanished from it, or is missing from it is drift. Events that
+arrive while an apply is in flight (a sync, a rollback, ``syncagent once``: the record is about
+to change) are held and judged once it has finished. Node-local paths and the state dir are
+never judged: the same PathFilter the engine uses decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import structlog
+
+from . import fswatch
+from .errors import SyncError
+from .excludes import PathFilter
+from .manifest import Manifest, Record
+from .state import StateDir
+from .tree import Kind, ancestors
+
+log = structlog.get_logger("syncagent.drift")
+
+RECHECK = 0.5  # seconds between looks while an apply is in flight
+
+
+def managed_path(target: Path, pf: PathFilter, path: str) -> str | None:
+    """The path relative to the target if the agent manages it, else None."""
+    try:
+        rel = Path(path).relative_to(target).as_posix()
+    except ValueError:
+        return None
+    if rel in ("", "."):
+        return None
+    if not all(pf.descend(d) for d in ancestors(rel)):
+        return None
+    if os.path.isdir(path) and not os.path.islink(path):
+        return None if not pf.descend(rel) else rel
+    if not os.path.lexists(path) and pf.excluded(rel, True):
+        return None  # a deleted node-local directory ("globalconf/") looks like a file now
+    return None if pf.excluded(rel, False) else rel
+
+
+def _matches(full: Path, rec: Record | None) -> bool:
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return rec is None
+    if rec is None:
+        return False
+    if rec.kind is Kind.DIR:
+        return stat.S_ISDIR(st.st_mode)
+    if rec.kind is Kind.SYMLINK:
+        return stat.S_ISLNK(st.st_mode) and os.readlink(full) == rec.link
+    return stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size, st.st_mtime_ns) == (
+        rec.ino,
+        rec.size,
+        rec.mtime_ns,
+    )
+
+
+def drifted(target: Path, manifest: Manifest, paths: Iterable[str]) -> list[str]:
+    """Paths whose live entry is not the one the record says the agent put there."""
+    return sorted(p for p in paths if not _matches(target / p, manifest.records.get(p)))
+
+
+class DriftWatcher:
+    def __init__(
+        self,
+        target: Path,
+        pf: PathFilter,
+        store: StateDir,
+        on_drift: Callable[[list[str]], None],
+        busy: Callable[[], bool],
+    ) -> None:
+        self.target = target
+        self.pf = pf
+        self.store = store
+        self.on_drift = on_drift
+        self.busy = busy
+        self._pending: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def handle(self, changes: fswatch.Changes) -> None:
+        for _, raw in changes:
+            if (rel := managed_path(self.target, self.pf, raw)) is not None:
+                self._pending.add(rel)
+        self.evaluate()
+
+    def evaluate(self) -> list[str]:
+        """Judge held events now, or later if an apply is in flight; returns the drifted ones."""
+        if not self._pending:
+            return []
+        if self.busy() or self.store.journal.exists():
+            self._recheck_later()
+            return []
+        try:
+            manifest = self.store.current()
+        except SyncError:
+            manifest = None
+        paths, self._pending = self._pending, set()
+        if manifest is None:
+            return []  # nothing validated to compare with (or restore) yet
+        found = drifted(self.target, manifest, paths)
+        if found:
+            self.on_drift(found)
+        else:
+            log.debug("own_change_ignored", paths=len(paths))
+        return found
+
+    def _recheck_later(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(RECHECK, self._recheck)
+
+    def _recheck(self) -> None:
+        self._timer = None
+        self.evaluate()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        def targets() -> tuple[Path, ...]:
+            return (self.target,) if self.target.is_dir() else ()
+
+        try:
+            await fswatch.watch("drift", targets, self.handle, stop, recursive=True)
+        finally:
+            self.close()

@@ -1,0 +1,79 @@
+"""A watchfiles loop that survives the directories it watches coming and going.
+
+Control flags (/var/tmp/xroad may not exist yet), Kubernetes Secret mounts (``..data`` swapped
+under us) and the live tree all need the same thing: watch, call back with the changed paths,
+and re-resolve what to watch when the answer changes, never dying on a vanished directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from watchfiles import Change, awatch
+
+log = structlog.get_logger("syncagent.fswatch")
+
+Changes = set[tuple[Change, str]]
+RETRY = 1.0  # seconds before watching again after an error
+TICK_MS = 1000  # re-check what to watch at least this often
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest directory that exists: watch it until ``path`` itself appears."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return candidate
+    return Path("/")
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def watch(
+    name: str,
+    targets: Callable[[], tuple[Path, ...]],
+    on_change: Callable[[Changes], object],
+    stop: asyncio.Event,
+    *,
+    recursive: bool = False,
+    debounce_ms: int = 400,
+) -> None:
+    """Call ``on_change`` with each batch of events until ``stop`` is set."""
+    while not stop.is_set():
+        paths = targets()
+        if not paths:
+            await sleep_or_stop(stop, RETRY)
+            continue
+        try:
+            async for changes in awatch(
+                *paths,
+                watch_filter=None,
+                debounce=debounce_ms,
+                step=50,
+                stop_event=stop,
+                rust_timeout=TICK_MS,
+                yield_on_timeout=True,
+                recursive=recursive,
+                ignore_permission_denied=True,
+            ):
+                if changes:
+                    _deliver(name, on_change, changes)
+                if targets() != paths:
+                    break
+        except (OSError, RuntimeError) as e:
+            log.warning("watch_failed", watch=name, error=str(e), retry_in=RETRY)
+            await sleep_or_stop(stop, RETRY)
+
+
+def _deliver(name: str, on_change: Callable[[Changes], object], changes: Changes) -> None:
+    """A bug in one callback must not end the watch (drift repair would silently stop)."""
+    try:
+        on_change(changes)
+    except Exception:
+        log.exception("watch_callback_failed", watch=name)

@@ -120,14 +120,20 @@ class Daemon:
 
     # ---- one sync --------------------------------------------------------------------------
 
-    async def _attempt(self) -> SyncResult:
+    async def _attempt(self) -> SyncResult | None:
         try:
             session = await self.keeper.session()
         except SyncError as e:
             gen = self.state.generation
             return SyncResult(outcome_for(e.reason), gen, gen, error=e)
         async with self.keeper.lease():
-            return await engine.sync(self.settings, session)
+            try:
+                # re-checked under the state lock: a rollback that paused meanwhile wins
+                return await engine.sync(
+                    self.settings, session, should_run=lambda: not self._refresh_pause()
+                )
+            except engine.SyncSkipped:
+                return None
 
     async def run_sync(self, why: str) -> SyncResult | None:
         """One sync unless paused; None when skipped."""
@@ -139,6 +145,9 @@ class Daemon:
             result = await self._attempt()
         finally:
             self.state.syncing_since = None
+        if result is None:
+            log.info("sync_skipped", why=why, paused_by=list(self.state.paused_by))
+            return None
         self.state.record(result, time.time())
         self.state.journal_pending = self.store.journal.exists()
         self.metrics.observe_sync(result)

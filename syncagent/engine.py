@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
@@ -43,6 +44,7 @@ from .validate import check_node_is_secondary, missing_required, validate_tree
 
 log = structlog.get_logger("syncagent.engine")
 
+T = TypeVar("T")
 MAX_ATTEMPTS = 4  # listings that moved under us before we give up on this round
 
 
@@ -114,35 +116,44 @@ def open_state(settings: Settings) -> StateDir:
     return state
 
 
+class SyncSkipped(Exception):
+    """``should_run`` said no once the lock was held (e.g. a rollback paused syncing)."""
+
+
+async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run disk work that must complete under the lock even if the sync is cancelled.
+
+    The journal makes an interrupted apply safe, but releasing the lock while the thread still
+    renames files would let another process start a sync in the middle of it.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
 async def sync(
     settings: Settings,
     session: Session | None = None,
     *,
     dry_run: bool = False,
     on_op: Callable[[int], None] | None = None,
+    should_run: Callable[[], bool] | None = None,
 ) -> SyncResult:
-    """Run one sync; never raises for sync failures, the result carries the reason."""
+    """Run one sync; never raises for sync failures, the result carries the reason.
+
+    ``sync.timeout`` bounds everything, lock wait and journal roll-forward included, so the
+    daemon's liveness check can rely on it. Raises SyncSkipped if ``should_run`` declines.
+    """
     started = time.monotonic()
     result = SyncResult(Outcome.FAILED, dry_run=dry_run)
     try:
-        state = open_state(settings)
-        async with locked(state, settings["sync.timeout"]):
-            await asyncio.to_thread(applying.recover, state, settings.target)
-            current = state.current()
-            result.previous = result.generation = current.generation if current else None
-            check_local_node(settings)
-            own = session is None
-            if own:
-                session = await connect(settings)
-            assert session is not None
-            try:
-                await asyncio.wait_for(
-                    _sync(settings, session, state, current, result, dry_run, on_op),
-                    settings["sync.timeout"],
-                )
-            finally:
-                if own:
-                    await session.close()
+        await asyncio.wait_for(
+            _locked_sync(settings, session, result, dry_run, on_op, should_run),
+            settings["sync.timeout"],
+        )
     except SyncError as e:
         result.error = e
         result.outcome = outcome_for(e.reason)
@@ -156,6 +167,33 @@ async def sync(
         result.outcome = Outcome.FAILED
     result.duration = time.monotonic() - started
     return result
+
+
+async def _locked_sync(
+    settings: Settings,
+    session: Session | None,
+    result: SyncResult,
+    dry_run: bool,
+    on_op: Callable[[int], None] | None,
+    should_run: Callable[[], bool] | None,
+) -> None:
+    state = open_state(settings)
+    async with locked(state, settings["sync.timeout"]):
+        if should_run is not None and not should_run():
+            raise SyncSkipped
+        await finish_in_thread(applying.recover, state, settings.target)
+        current = state.current()
+        result.previous = result.generation = current.generation if current else None
+        check_local_node(settings)
+        own = session is None
+        if own:
+            session = await connect(settings)
+        assert session is not None
+        try:
+            await _sync(settings, session, state, current, result, dry_run, on_op)
+        finally:
+            if own:
+                await session.close()
 
 
 async def _stable_snapshot(
@@ -235,7 +273,7 @@ def _new_records(
     return records
 
 
-def _with_live_identity(
+def with_live_identity(
     records: dict[str, Record], live: LiveTree, ch: Changes, target: Path, farm: Path
 ) -> dict[str, Record]:
     """Files that stay in place keep their live inode; make the record (and farm) say so."""
@@ -274,7 +312,7 @@ async def _sync(
         }
         ch = diff(records, live, live_content, tuple(settings["sync.commit_last"]))
         await asyncio.to_thread(build_candidate, farm, target, listing, known, fetched)
-        records = await asyncio.to_thread(_with_live_identity, records, live, ch, target, farm)
+        records = await asyncio.to_thread(with_live_identity, records, live, ch, target, farm)
         manifest = Manifest(generation_id(records), listed_at, records)
         result.candidate = manifest.generation
         result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
@@ -304,7 +342,7 @@ async def _sync(
             own.uid,
             own.gid,
         )
-        await asyncio.to_thread(applying.apply, state, target, journal, on_op)
+        await finish_in_thread(applying.apply, state, target, journal, on_op)
         await asyncio.to_thread(state.prune, manifest.generation, settings["sync.keep_generations"])
         result.outcome = Outcome.APPLIED
         result.generation = manifest.generation
@@ -342,12 +380,14 @@ async def run_validate_command(settings: Settings, farm: Path) -> Problem | None
         return Problem("validate_command", f"cannot run {argv[0]}: {e.strerror}")
     try:
         _, err = await asyncio.wait_for(proc.communicate(), settings["sync.validate_timeout"])
-    except TimeoutError:
-        proc.kill()
+    except BaseException as e:  # our timeout, or the sync cancelled: never leave it running
+        if proc.returncode is None:
+            proc.kill()
         await proc.wait()
-        return Problem(
-            "validate_command", f"timed out after {settings['sync.validate_timeout']:g}s"
-        )
+        if isinstance(e, TimeoutError):
+            limit = settings["sync.validate_timeout"]
+            return Problem("validate_command", f"timed out after {limit:g}s")
+        raise
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace").strip()[-500:]
         return Problem("validate_command", f"exited {proc.returncode}: {tail}")

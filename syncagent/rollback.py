@@ -122,7 +122,7 @@ def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) 
     }
     ch = diff(kept.records, live, live_content, tuple(settings["sync.commit_last"]))
     gen_dir = state.generation_dir(gen)
-    records = engine._with_live_identity(kept.records, live, ch, settings.target, gen_dir)
+    records = engine.with_live_identity(kept.records, live, ch, settings.target, gen_dir)
     manifest = Manifest(gen, kept.listed_at, records)
     result = Rollback(gen, live_gen, ch.added, ch.modified, ch.removed)
     if ch.empty():

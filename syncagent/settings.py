@@ -133,7 +133,10 @@ def _argv(v: Any) -> tuple[str, ...] | None:
     if v in (None, "", []):
         return None
     if isinstance(v, str):
-        return tuple(shlex.split(v))
+        try:
+            return tuple(shlex.split(v))
+        except ValueError as e:  # unbalanced quotes: shlex's own words
+            raise SettingError(f"not a valid shell-quoted command ({e}): {v!r}") from None
     if isinstance(v, list) and v and all(isinstance(s, str) for s in v):
         return tuple(v)
     raise SettingError(f"expected a command as a list of strings, got {v!r}")

@@ -7,7 +7,9 @@ came from, so an error can say "sync.interval (env SYNCAGENT_SYNC_INTERVAL): ...
 
 from __future__ import annotations
 
+import contextlib
 import grp
+import math
 import os
 import pwd
 import re
@@ -42,14 +44,15 @@ def _opt_str(v: Any) -> str | None:
 def _number(v: Any) -> float:
     if isinstance(v, bool):
         raise SettingError("expected a number, got a boolean")
+    n: float | None = None
     if isinstance(v, int | float):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v.strip().removesuffix("s"))
-        except ValueError:
-            pass
-    raise SettingError(f"expected a number of seconds, got {v!r}")
+        n = float(v)
+    elif isinstance(v, str):
+        with contextlib.suppress(ValueError):
+            n = float(v.strip().removesuffix("s"))
+    if n is None or not math.isfinite(n):  # 'nan' and 'inf' parse as floats
+        raise SettingError(f"expected a number of seconds, got {v!r}")
+    return n
 
 
 def _positive(v: Any) -> float:

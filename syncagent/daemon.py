@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -94,6 +95,7 @@ class Daemon:
         self._last_drift_sync = -DRIFT_MIN_GAP
         self._drift_timer: asyncio.TimerHandle | None = None
         self._announced = False
+        self._current_sig: tuple[int, int, int] | None = None
         self._status_warned = False
 
     # ---- triggers --------------------------------------------------------------------------
@@ -298,10 +300,14 @@ class Daemon:
         """Follow current.json when something else applied (rollback, ``syncagent once``)."""
         if self.state.syncing_since is not None:
             return
+        sig = _file_signature(self.store.current_file)
+        if sig == self._current_sig and self.state.journal_pending == self.store.journal.exists():
+            return  # unchanged: parsing a 10k-file record every heartbeat would cost idle CPU
         try:
             current = self.store.current()
         except SyncError:
             return
+        self._current_sig = sig
         gen = current.generation if current else None
         pending = self.store.journal.exists()
         if gen != self.state.generation and current is not None:
@@ -529,3 +535,11 @@ async def serve(
     stop = stop or asyncio.Event()
     with signals(daemon, stop):
         return await daemon.run_until(stop)
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size

@@ -55,7 +55,7 @@ if [[ $(id -u) == 0 && -n $SYNCAGENT_RUN_AS ]]; then
     home=$(getent passwd "$SYNCAGENT_RUN_AS" | cut -d: -f6) ||
         die 2 "SYNCAGENT_RUN_AS: no such user '$SYNCAGENT_RUN_AS'"
     as_user=(setpriv "--reuid=$SYNCAGENT_RUN_AS" "--regid=$SYNCAGENT_RUN_AS" --init-groups
-        env "HOME=$home" --)
+        env -- "HOME=$home")
 fi
 
 # As PID 1 we get no default SIGTERM action: handle it, so a pod deleted during the first sync

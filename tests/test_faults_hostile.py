@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import hostile_primary as hp
 import pytest
 from treeutil import snapshot
@@ -96,7 +97,7 @@ def staging_leftovers(world: World) -> list[str]:
 
 
 @dataclass
-class Outcome2:
+class Case:
     honest: SyncResult
     hostile: SyncResult
     primary: hp.Primary
@@ -106,10 +107,10 @@ class Outcome2:
 
 def run_case(
     world: World, lie: Callable[[hp.Primary], None], *, state: bool = True, **extra: Any
-) -> tuple[Outcome2, dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
+) -> tuple[Case, dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
     """Honest sync, then ``lie``, then the hostile sync measured; returns world before/after."""
 
-    async def scenario() -> tuple[Outcome2, dict[str, Any], dict[str, Any]]:
+    async def scenario() -> tuple[Case, dict[str, Any], dict[str, Any]]:
         primary = hp.Primary(hp.load_tree(world.source))
         async with hp.serve(primary, world.root.parent / "server") as running:
             settings = settings_for(running, world.target, **extra)
@@ -127,7 +128,7 @@ def run_case(
                 tracemalloc.stop()
             seconds = time.monotonic() - started
             after = everything(world, state=state)
-            return Outcome2(honest, hostile, primary, peak, seconds), before, after
+            return Case(honest, hostile, primary, peak, seconds), before, after
 
     return asyncio.run(scenario())
 
@@ -138,7 +139,7 @@ def assert_refused(
     reason: Reason,
     names: str | None = None,
     **extra: Any,
-) -> Outcome2:
+) -> Case:
     out, before, after = run_case(world, lie, **extra)
     r = out.hostile
     assert r.error is not None, f"the lie was accepted: {r.summary()}"
@@ -224,7 +225,7 @@ def test_special_files_are_refused(world: World, kind: str) -> None:
 def test_entry_without_a_type_is_refused(world: World) -> None:
     def lie(p: hp.Primary) -> None:
         node = p.put("conf.d/typeless.ini", hp.file("[a]\n"))
-        node.attrs = lambda: __import__("asyncssh").SFTPAttrs(size=4)  # type: ignore[method-assign]
+        node.attrs = lambda: asyncssh.SFTPAttrs(size=4)  # type: ignore[method-assign]
 
     assert_refused(world, lie, Reason.REMOTE_IO, names="conf.d/typeless.ini")
 

@@ -200,7 +200,8 @@ def test_packet_loss(net: Net, percent: int) -> None:
         change(net.primary, big=512 * 1024)
         gen_before = check_live_generation(net.target, net.settings.state_dir, pf)
         doc, seconds = agent(net)
-        outcomes[doc["result"]] = outcomes.get(doc["result"], 0) + 1
+        label = doc["result"] + (f" ({doc['reason']}, {seconds:.1f}s)" if "reason" in doc else "")
+        outcomes[label] = outcomes.get(label, 0) + 1
         assert seconds < SYNC_TIMEOUT + 10, f"took {seconds:.1f}s"
         gen_after = check_live_generation(net.target, net.settings.state_dir, pf)
         if doc["result"] == "applied":

@@ -25,7 +25,14 @@ from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
 from .livetree import LiveTree, scan
 from .manifest import Manifest, Record, generation_id
-from .plan import Changes, diff, listing_changed, plan_fetch, trusted_record
+from .plan import (
+    MTIME_RESOLUTION,
+    Changes,
+    diff,
+    listing_changed,
+    plan_fetch,
+    trusted_record,
+)
 from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings
 from .snapshot import Limits, list_tree
@@ -223,7 +230,8 @@ async def _stable_snapshot(
         )
         if fp.unsettled and attempt < MAX_ATTEMPTS:
             youngest = max(listing[p].mtime for p in fp.unsettled)
-            wait = max(0.1, settings["sync.settle"] - (time.time() - youngest)) + 0.05
+            settled_at = youngest + settings["sync.settle"] + MTIME_RESOLUTION
+            wait = max(0.1, settled_at - time.time()) + 0.05
             log.info("waiting_to_settle", files=len(fp.unsettled), seconds=round(wait, 2))
             await asyncio.sleep(wait)
             continue

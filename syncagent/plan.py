@@ -17,6 +17,8 @@ from .tree import Kind, Listing, RemoteEntry, depth
 # SFTP v3 mtimes are whole seconds: a file written in the same second as the last listing may
 # have changed again without its (size, mtime) changing, so it is fetched and compared.
 RACY_SLACK = 1.0
+# The same truncation makes a file look up to a second older than it is; settle errs the safe way.
+MTIME_RESOLUTION = 1.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def plan_fetch(
             known[path] = Record(Kind.FILE, e.mode, rec.sha256, size=e.size, remote_mtime=e.mtime)
             continue
         fetch.append(path)
-        if 0 <= now - e.mtime < settle:
+        if settle and 0 <= now - e.mtime < settle + MTIME_RESOLUTION:
             unsettled.append(path)
     return FetchPlan(tuple(fetch), known, tuple(unsettled))
 

@@ -103,7 +103,9 @@ def test_young_files_are_unsettled() -> None:
     listing = {"a": RemoteEntry(Kind.FILE, 0o640, 1, int(NOW) - 1)}
     fp = plan_fetch(listing, {}, None, now=NOW, settle=2)
     assert fp.unsettled == ("a",)
+    assert plan_fetch(listing, {}, None, now=NOW + 1.5, settle=2).unsettled == ("a",)  # mtime floor
     assert plan_fetch(listing, {}, None, now=NOW + 5, settle=2).unsettled == ()
+    assert plan_fetch(listing, {}, None, now=NOW, settle=0).unsettled == ()
 
 
 def test_diff_orders_operations_and_commit_last() -> None:

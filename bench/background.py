@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .infra import Primary, agent_overrides, build_xroad, new_target, rsync_cmd
-from .procs import proc_all_cpu, rss, run_rsync, start_agent, wait_synced
+from .procs import proc_all_cpu, rss, rss_parts, run_rsync, start_agent, wait_synced
 
 COUNTER_FILE = "conf.d/local.ini"
 MARK = b"; bench-propagation "
@@ -51,6 +51,7 @@ def idle(p: dict[str, Any]) -> dict[str, Any]:
             prim1 = primary.cpu.seconds()
             elapsed = time.monotonic() - t0
             now, peak = rss(agent.pid)
+            parts = rss_parts(agent.pid)
             samples.append(now)
         finally:
             agent.terminate()
@@ -64,6 +65,7 @@ def idle(p: dict[str, Any]) -> dict[str, Any]:
             "rss_median": statistics.median(samples),
             "rss_max": max(samples),
             "vm_hwm": peak,
+            "rss_parts": parts,
             "primary_cpu_seconds": (prim1 - prim0)
             if prim0 is not None and prim1 is not None
             else None,

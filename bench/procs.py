@@ -145,3 +145,13 @@ def rss(pid: int) -> tuple[int, int]:
         elif line.startswith("VmHWM:"):
             peak = int(line.split()[1]) * 1024
     return now, peak
+
+
+def rss_parts(pid: int) -> dict[str, int]:
+    """RssAnon (heap) and RssFile (mapped code: interpreter, OpenSSL, extension modules)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            out[key] = int(line.split()[1]) * 1024
+    return out

@@ -17,7 +17,8 @@ HEAD = {
     "agent": "agent, kept connection",
     "agent-fresh": "agent, new connection",
 }
-MB = 1024 * 1024
+MIB = 1024 * 1024
+MB = 1_000_000  # memory is reported and judged in MB (10^6 bytes): the stricter reading
 
 
 def stats(values: list[float]) -> dict[str, float] | None:
@@ -240,7 +241,7 @@ def _bytes(st: dict[str, float] | None) -> str:
         return "-"
     v = st["median"]
     return (
-        f"{v / MB:.1f} MiB" if v >= MB else (f"{v / 1024:.1f} KiB" if v >= 1024 else f"{v:.0f} B")
+        f"{v / MIB:.1f} MiB" if v >= MIB else (f"{v / 1024:.1f} KiB" if v >= 1024 else f"{v:.0f} B")
     )
 
 
@@ -257,7 +258,8 @@ def _s(v: float | None) -> str:
 
 
 def _intro(doc: dict[str, Any]) -> str:
-    m, v = doc["machine"], doc["machine"]["versions"]
+    m = doc["machine"]
+    v = {k: " ".join(str(x).split()) for k, x in m["versions"].items()}
     agent = (
         "`syncagent run` (the daemon)"
         if doc["agent_mode"] == "daemon"
@@ -273,6 +275,15 @@ def _intro(doc: dict[str, Any]) -> str:
         f"Long-running agent (footprint, propagation): {agent}. "
         f"Primary CPU: sshd in its own {doc.get('cpu_accounting', '?')} group. "
         f"Whole run {doc['duration_s'] / 60:.1f} min."
+    )
+
+
+def _parts(idle: dict[str, Any]) -> str:
+    parts = idle.get("rss_parts") or {}
+    if "RssAnon" not in parts:
+        return ""
+    return (
+        f" ({parts['RssAnon'] / MB:.1f} MB heap, {parts.get('RssFile', 0) / MB:.1f} MB mapped code)"
     )
 
 
@@ -360,7 +371,7 @@ def markdown(doc: dict[str, Any], png: str) -> str:
             "",
             f"Agent footprint ({idle['mode']}, interval {idle['interval']:g} s, "
             f"{idle['duration']:.0f} s idle): RSS {idle['rss_median'] / MB:.1f} MB steady, "
-            f"{max(idle['vm_hwm'], idle['rss_max']) / MB:.1f} MB peak; CPU "
+            f"{max(idle['vm_hwm'], idle['rss_max']) / MB:.1f} MB peak{_parts(idle)}; CPU "
             f"{idle['cpu_percent_of_core']:.3f}% of one core; primary CPU for it "
             f"{(idle.get('primary_cpu_seconds') or 0) * 1000:.0f} ms in all.",
         ]

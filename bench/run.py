@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -161,7 +162,9 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                     )
                 finally:
                     relayed.close()
-                if params.profile:
+                if params.profile and importlib.util.find_spec("pyinstrument") is None:
+                    _log("pyinstrument is not installed: no profiles", t0)
+                elif params.profile:
                     _log("profiles of the agent (pyinstrument)", t0)
                     doc["profiles"] = _profiles(bed, out_dir, started)
             finally:
@@ -268,6 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (trees, logs)")
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="only re-render the .md and .png of an earlier results JSON",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -275,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         help="override a parameter, e.g. --set idle_duration=120",
     )
     args = parser.parse_args(argv)
+    if args.render:
+        doc = json.loads(args.render.read_text())
+        doc["summary"] = report.summarize(doc)
+        args.render.write_text(json.dumps(doc, indent=1) + "\n")
+        _write_report(doc, args.render.with_suffix(""))
+        return 0
     params = dataclasses.replace(QUICK) if args.quick else Params()
     for item in args.set:
         name, _, value = item.partition("=")
@@ -285,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     doc = run(params, args.out, args.agent, args.keep)
     stem = args.out / datetime.fromisoformat(doc["started"]).strftime("%Y-%m-%d")
     Path(f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    _write_report(doc, stem)
+    return 0
+
+
+def _write_report(doc: dict[str, Any], stem: Path) -> None:
     Path(f"{stem}.md").write_text(report.markdown(doc, Path(f"{stem}.png").name))
     report.plot(doc, Path(f"{stem}.png"))
     print(f"wrote {stem}.json, {stem}.md, {stem}.png")
-    return 0

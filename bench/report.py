@@ -274,7 +274,8 @@ def _intro(doc: dict[str, Any]) -> str:
         f"{doc['loadavg_end'][0]:.2f} at end (a shared machine: other work ran too). "
         f"Long-running agent (footprint, propagation): {agent}. "
         f"Primary CPU: sshd in its own {doc.get('cpu_accounting', '?')} group. "
-        f"Whole run {doc['duration_s'] / 60:.1f} min."
+        f"Whole run {doc['duration_s'] / 60:.1f} min"
+        + (f", checkout {doc['commit']}." if doc.get("commit") else ".")
     )
 
 

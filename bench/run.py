@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
         "machine": machine(),
         "loadavg_start": loadavg(),
         "agent_mode": mode,
+        "commit": _commit(),
         "params": dataclasses.asdict(params),
     }
     _log(f"work dir {work}; long-running agent = {mode}", t0)
@@ -231,6 +233,21 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
     doc["summary"] = report.summarize(doc)
     _log(f"done in {doc['duration_s']:.0f} s", t0)
     return doc
+
+
+def _commit() -> str:
+    """The checkout measured: HEAD, and whether syncagent/ had uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "syncagent"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head or 'unknown'}{' + uncommitted syncagent/ changes' if dirty else ''}"
 
 
 def _tree_size(root: Path) -> dict[str, int]:

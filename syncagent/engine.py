@@ -29,13 +29,12 @@ from .plan import (
     MTIME_RESOLUTION,
     Changes,
     diff,
-    listing_changed,
     plan_fetch,
     trusted_record,
 )
 from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings
-from .snapshot import Limits, list_tree
+from .snapshot import Limits, list_tree, restat
 from .stage import (
     Ownership,
     SnapshotMoved,
@@ -46,7 +45,7 @@ from .stage import (
     fsync_tree,
 )
 from .state import StateDir
-from .tree import Kind, Listing
+from .tree import Kind, Listing, ancestors, parent
 from .validate import check_node_is_secondary, missing_required, validate_tree
 
 log = structlog.get_logger("syncagent.engine")
@@ -246,7 +245,7 @@ async def _stable_snapshot(
         result.files_fetched += len(hashes)
         result.bytes_fetched += nbytes
         if fp.fetch:
-            moved = listing_changed(listing, await list_tree(session, root, pf, lim))
+            moved = await _moved_since_listing(session, root, pf, lim, listing, fp.fetch)
             if moved:
                 log.info("primary_changed_during_sync", paths=moved[:10], attempt=attempt)
                 continue
@@ -256,6 +255,21 @@ async def _stable_snapshot(
         f"the primary's tree kept changing over {MAX_ATTEMPTS} "
         f"attempts (e.g. {', '.join(moved[:3])}); will retry",
     )
+
+
+async def _moved_since_listing(
+    session: Session,
+    root: str,
+    pf: PathFilter,
+    lim: Limits,
+    listing: Listing,
+    fetched: tuple[str, ...],
+) -> list[str]:
+    """Entries that changed while we fetched, in every directory on the way to a fetched file."""
+    dirs = {""} | {a for p in fetched for a in ancestors(p)}
+    again = await restat(session, root, dirs, pf, lim)
+    before = {p: e for p, e in listing.items() if parent(p) in dirs}
+    return sorted(p for p in before.keys() | again.keys() if before.get(p) != again.get(p))
 
 
 def _new_records(
@@ -281,21 +295,36 @@ def _new_records(
     return records
 
 
-def with_live_identity(
-    records: dict[str, Record], live: LiveTree, ch: Changes, target: Path, farm: Path
+def live_identity_records(
+    records: dict[str, Record], live: LiveTree, placed: set[str]
 ) -> dict[str, Record]:
-    """Files that stay in place keep their live inode; make the record (and farm) say so."""
-    placed = set(ch.place)
+    """Files that stay in place keep their live inode and mtime in the record."""
     out = dict(records)
     for path, rec in records.items():
         lv = live.entries.get(path)
-        if rec.kind is Kind.FILE and path not in placed and lv is not None:
+        if (
+            rec.kind is Kind.FILE
+            and path not in placed
+            and lv is not None
+            and (rec.ino, rec.mtime_ns) != (lv.ino, lv.mtime_ns)
+        ):
             out[path] = replace(rec, ino=lv.ino, mtime_ns=lv.mtime_ns)
+    return out
+
+
+def with_live_identity(
+    records: dict[str, Record], live: LiveTree, ch: Changes, target: Path, farm: Path
+) -> dict[str, Record]:
+    """As live_identity_records, and the candidate tree links the live file, not a copy."""
+    placed = set(ch.place)
+    for path, rec in records.items():
+        lv = live.entries.get(path)
+        if rec.kind is Kind.FILE and path not in placed and lv is not None:
             farm_file = farm / path
             if os.path.lexists(farm_file) and os.lstat(farm_file).st_ino != lv.ino:
                 farm_file.unlink()
                 os.link(target / path, farm_file)
-    return out
+    return live_identity_records(records, live, placed)
 
 
 async def _sync(
@@ -319,22 +348,21 @@ async def _sync(
             if (r := trusted_record(p, live.entries, current)) is not None
         }
         ch = diff(records, live, live_content, tuple(settings["sync.commit_last"]))
+        result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
+        result.mode_changed = [p for p, _ in ch.chmods]
+        if ch.empty():  # no candidate tree to build: the live tree already is the generation
+            records = live_identity_records(records, live, set())
+            manifest = Manifest(generation_id(records), listed_at, records)
+            result.outcome = Outcome.UNCHANGED
+            result.candidate = result.generation = manifest.generation
+            # listed_at only needs to advance when racy files were re-read (plan.RACY_SLACK)
+            if not dry_run and (current is None or fetched or current.records != records):
+                await asyncio.to_thread(state.write_current, manifest)
+            return
         await asyncio.to_thread(build_candidate, farm, target, listing, known, fetched)
         records = await asyncio.to_thread(with_live_identity, records, live, ch, target, farm)
         manifest = Manifest(generation_id(records), listed_at, records)
         result.candidate = manifest.generation
-        result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
-        result.mode_changed = [p for p, _ in ch.chmods]
-        if ch.empty():
-            result.outcome = Outcome.UNCHANGED
-            result.generation = manifest.generation
-            if not dry_run and (
-                current is None
-                or current.records != manifest.records
-                or current.listed_at != listed_at
-            ):
-                state.write_current(manifest)
-            return
         await _validate(settings, farm, records, fetched)
         if dry_run:
             result.outcome = Outcome.UNCHANGED

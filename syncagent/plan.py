@@ -78,13 +78,6 @@ def _clean(e: RemoteEntry, rec: Record, listed_at: float) -> bool:
     return (e.size, e.mtime) == (rec.size, rec.remote_mtime) and e.mtime < listed_at - RACY_SLACK
 
 
-def listing_changed(before: Listing, after: Listing) -> list[str]:
-    """Paths whose type, size, mtime or mode moved between two listings of one sync."""
-    changed = [p for p in before.keys() ^ after.keys()]
-    changed += [p for p in before.keys() & after.keys() if before[p] != after[p]]
-    return sorted(changed)
-
-
 @dataclass
 class Changes:
     """The operations of one apply, in the order they must run."""

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import posixpath
 import stat
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -203,4 +203,33 @@ async def list_tree(session: Session, root: str, pf: PathFilter, limits: Limits)
     problems = symlink_problems(walk.listing)
     if problems:
         raise SyncError(Reason.VALIDATION, "unsafe symlink in the primary's tree", tuple(problems))
+    return walk.listing
+
+
+async def restat(
+    session: Session, root: str, dirs: Iterable[str], pf: PathFilter, limits: Limits
+) -> Listing:
+    """Fresh entries of the immediate children of ``dirs`` ("" is the root).
+
+    After a fetch, the engine re-reads only the directories on the way to what it fetched: a
+    handful of readdirs for one changed file in a 10,000-file tree, instead of a second walk.
+    """
+    walk = _Walk(session, root, pf, limits)
+
+    async def one(rel: str) -> None:
+        remote = posixpath.join(walk.root, rel) if rel else walk.root
+        try:
+            names = await walk.read_dir(remote, rel)
+        except asyncssh.SFTPNoSuchFile:
+            return
+        for name in names:
+            raw = name.filename
+            assert isinstance(raw, bytes)
+            text = raw.decode("utf-8", "replace")
+            path = posixpath.join(rel, text) if rel else text
+            entry = await walk.entry(path, name.attrs, path.count("/"))
+            if entry is not None:
+                walk.listing[path] = entry
+
+    await gather_or_cancel(one(d) for d in sorted(set(dirs)))
     return walk.listing

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
@@ -113,6 +114,8 @@ async def _fetch_one(
                     raise SnapshotMoved(f"{remote} grew past its listed {entry.size} bytes")
                 h.update(data)
                 _write_all(fd, data, local)
+                if n == entry.size and len(data) < want:
+                    break  # the probe byte did not come: EOF, no extra round trip to prove it
         finally:
             # bounded like any request; must not replace the error that ended the read
             with contextlib.suppress(SyncError, asyncssh.SFTPError):
@@ -121,7 +124,6 @@ async def _fetch_one(
             raise SnapshotMoved(f"{remote} shrank below its listed {entry.size} bytes")
         os.fchmod(fd, entry.mode)
         owner.apply_fd(fd)
-        os.fsync(fd)
     except asyncssh.SFTPNoSuchFile:
         raise SnapshotMoved(f"{remote} vanished while fetching") from None
     except OSError as e:
@@ -181,9 +183,30 @@ def fresh_dir(path: Path) -> None:
     path.mkdir(mode=PRIVATE_DIR, parents=True)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_syncfs = getattr(_libc, "syncfs", None)
+
+
 def fsync_tree(root: Path) -> None:
-    """Make the candidate's file data and directory entries durable before any rename."""
-    for dirpath, _dirs, _files in os.walk(root):
+    """Make the candidate's file data and directory entries durable before any rename.
+
+    One syncfs(2) on the staging filesystem replaces an fsync per fetched file (10,000 fsyncs
+    took ~6 s for a first full sync); where syncfs is missing, every file and dir is fsynced.
+    """
+    if _syncfs is not None:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(Path(dirpath) / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         fsync_dir(Path(dirpath))
 
 

@@ -8,7 +8,7 @@ from syncagent.errors import Reason, SyncError, exit_code_for
 from syncagent.excludes import PathFilter, compile_pattern, matches
 from syncagent.livetree import LiveEntry, LiveTree
 from syncagent.manifest import Manifest, Record, generation_id
-from syncagent.plan import diff, listing_changed, plan_fetch
+from syncagent.plan import diff, plan_fetch
 from syncagent.settings import FIELDS, load
 from syncagent.tree import Kind, RemoteEntry, sanitise_mode
 
@@ -142,12 +142,6 @@ def test_diff_refuses_to_replace_a_dir_holding_node_local_files() -> None:
     with pytest.raises(SyncError) as e:
         diff(new, live, {})
     assert e.value.reason is Reason.APPLY
-
-
-def test_listing_changed_names_moved_paths() -> None:
-    a = {"x": RemoteEntry(Kind.FILE, 0o640, 1, 1), "y": RemoteEntry(Kind.FILE, 0o640, 1, 1)}
-    b = {"x": RemoteEntry(Kind.FILE, 0o640, 2, 1), "z": RemoteEntry(Kind.FILE, 0o640, 1, 1)}
-    assert listing_changed(a, b) == ["x", "y", "z"]
 
 
 def test_generation_id_ignores_local_identity() -> None:

@@ -48,7 +48,7 @@ from .status import SUCCESS, DaemonState, write_status
 
 log = structlog.get_logger("syncagent.daemon")
 
-HEARTBEAT = 5.0
+HEARTBEAT = 15.0  # liveness allows 30 s; control files are watched, this is the fallback poll
 DRIFT_MIN_GAP = 10.0  # a runaway writer must not turn drift repair into a sync storm
 STOP_GRACE = 3.0  # a running sync gets this long to finish on SIGTERM, then it is abandoned
 RESTORE_LOCK_TIMEOUT = 2.0

@@ -19,7 +19,8 @@ log = structlog.get_logger("syncagent.fswatch")
 
 Changes = set[tuple[Change, str]]
 RETRY = 1.0  # seconds before watching again after an error
-TICK_MS = 1000  # re-check what to watch at least this often
+TICK_MS = 5000  # re-check what to watch at least this often (the heartbeat covers flags too)
+STEP_MS = 250  # each step wakes the watcher thread and takes the GIL: the idle-CPU cost
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -55,7 +56,7 @@ async def watch(
                 *paths,
                 watch_filter=None,
                 debounce=debounce_ms,
-                step=50,
+                step=STEP_MS,
                 stop_event=stop,
                 rust_timeout=TICK_MS,
                 yield_on_timeout=True,

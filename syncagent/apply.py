@@ -24,8 +24,8 @@ import structlog
 from .errors import Reason, SyncError
 from .manifest import Manifest
 from .plan import Changes
-from .stage import disk_error, fsync_dir
-from .state import StateDir, atomic_write
+from .stage import disk_error
+from .state import StateDir, atomic_write, fsync_dir
 
 log = structlog.get_logger("syncagent.apply")
 

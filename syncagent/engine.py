@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import structlog
 
 from . import apply as applying
+from .command import run_command
 from .connection import Session, connect
 from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
@@ -402,29 +403,12 @@ async def _validate(
 
 
 async def run_validate_command(settings: Settings, farm: Path) -> Problem | None:
-    argv = list(settings["sync.validate_command"])
     env = {**os.environ, "SYNCAGENT_STAGING": str(farm), "SYNCAGENT_TARGET": str(settings.target)}
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as e:
-        return Problem("validate_command", f"cannot run {argv[0]}: {e.strerror}")
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), settings["sync.validate_timeout"])
-    except BaseException as e:  # our timeout, or the sync cancelled: never leave it running
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        if isinstance(e, TimeoutError):
-            limit = settings["sync.validate_timeout"]
-            return Problem("validate_command", f"timed out after {limit:g}s")
-        raise
-    if proc.returncode != 0:
-        tail = err.decode("utf-8", "replace").strip()[-500:]
-        return Problem("validate_command", f"exited {proc.returncode}: {tail}")
-    return None
+    done = await run_command(
+        settings["sync.validate_command"], env=env, timeout=settings["sync.validate_timeout"]
+    )
+    if done.ok:
+        return None
+    if done.returncode is None:
+        return Problem("validate_command", done.stderr)
+    return Problem("validate_command", f"exited {done.returncode}: {done.stderr}")

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
+from .command import run_command
 from .excludes import compile_pattern, matches
 from .manifest import Manifest
 from .report import Outcome, SyncResult
@@ -46,8 +47,6 @@ from .settings import ReloadRule, Settings
 from .tree import ancestors
 
 log = structlog.get_logger("syncagent.reload")
-
-OUTPUT_TAIL = 400  # characters of a failing command's stderr kept for the log
 
 
 def rule_matches(rule: ReloadRule, path: str) -> bool:
@@ -91,32 +90,6 @@ def spread_delay(spread: float, hostname: str | None = None) -> float:
     name = hostname if hostname is not None else socket.gethostname()
     fraction = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") / 2**32
     return spread * fraction
-
-
-async def run_command(rule: ReloadRule, env: dict[str, str]) -> tuple[str, int | None, str]:
-    """(result, exit code, stderr tail); result is ok, failed or timeout."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *rule.command,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as e:
-        return "failed", None, f"cannot run {rule.command[0]}: {e.strerror or e}"
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), rule.timeout)
-    except BaseException as e:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        if isinstance(e, TimeoutError):
-            return "timeout", None, f"killed after {rule.timeout:g}s"
-        raise
-    tail = err.decode("utf-8", "replace").strip()[-OUTPUT_TAIL:]
-    return ("ok" if proc.returncode == 0 else "failed"), proc.returncode, tail
 
 
 class Reloader:
@@ -177,7 +150,8 @@ class Reloader:
             "SYNCAGENT_TARGET": self.target,
             "SYNCAGENT_CHANGED": "\n".join(paths),
         }
-        result, code, tail = await run_command(rule, env)
+        done = await run_command(rule.command, env=env, timeout=rule.timeout)
+        result, code, tail = done.outcome, done.returncode, done.stderr
         self.on_result(rule.name, result)
         fields = {
             "rule": rule.name,

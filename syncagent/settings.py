@@ -155,28 +155,24 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
-def _user(v: Any) -> int | None:
+def _account_id(v: Any, lookup: Callable[[str], int], what: str) -> int | None:
     if v in (None, ""):
         return None
     s = str(v)
     if s.isdigit():
         return int(s)
     try:
-        return pwd.getpwnam(s).pw_uid
+        return lookup(s)
     except KeyError:
-        raise SettingError(f"no such user {s!r}") from None
+        raise SettingError(f"no such {what} {s!r}") from None
+
+
+def _user(v: Any) -> int | None:
+    return _account_id(v, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def _group(v: Any) -> int | None:
-    if v in (None, ""):
-        return None
-    s = str(v)
-    if s.isdigit():
-        return int(s)
-    try:
-        return grp.getgrnam(s).gr_gid
-    except KeyError:
-        raise SettingError(f"no such group {s!r}") from None
+    return _account_id(v, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def _listen(v: Any) -> str:

@@ -25,6 +25,7 @@ import asyncssh
 from .connection import Session, classify, gather_or_cancel, request
 from .errors import Reason, SyncError
 from .manifest import Record
+from .state import fsync_dir
 from .tree import Kind, Listing, RemoteEntry
 
 T = TypeVar("T")
@@ -208,11 +209,3 @@ def fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         fsync_dir(Path(dirpath))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

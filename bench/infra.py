@@ -7,7 +7,6 @@ is mocked, because the costs being measured live in those programs.
 from __future__ import annotations
 
 import contextlib
-import grp
 import importlib.util
 import json
 import os
@@ -52,26 +51,8 @@ def _sshd_module() -> ModuleType:
 
 
 def ensure_xroad_accounts() -> None:
-    """The accounts a primary has (as tests/conftest.py makes them): xroad owns the tree,
-    xroad-slave reads it. ``-p '*'``: a locked account cannot log in even with a key."""
-    try:
-        grp.getgrnam("xroad")
-    except KeyError:
-        subprocess.run(["groupadd", "-r", "xroad"], check=True)
-    for user, extra in (
-        ("xroad", ["-g", "xroad", "-s", "/usr/sbin/nologin"]),
-        ("xroad-slave", ["-G", "xroad", "-s", "/bin/bash"]),
-    ):
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "-r", "-M", "-d", "/nonexistent", "-p", "*", *extra, user],
-                check=True,
-            )
-    status = subprocess.run(["passwd", "-S", "xroad-slave"], capture_output=True, text=True)
-    if status.returncode == 0 and status.stdout.split()[1:2] == ["L"]:
-        subprocess.run(["usermod", "-p", "*", "xroad-slave"], check=True)
+    """The accounts a primary has, made exactly as the test suite makes them."""
+    _sshd_module().ensure_xroad_accounts()
 
 
 def xroad_owner() -> tuple[int, int]:

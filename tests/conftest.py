@@ -5,18 +5,16 @@ Other blocks may be added below; keep each in its own clearly marked section.
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, fresh_subdir, make_traversable_dir
+from sshd import Sshd, ensure_xroad_accounts, fresh_subdir, make_traversable_dir
 from tools import require_root, require_tool
 
 # Test the checkout, installed or not (`pytest` alone does not put the repo root on sys.path).
@@ -29,36 +27,6 @@ from syncagent.xroad_tree import build_primary_tree  # noqa: E402
 # =============================================================================================
 # BEGIN sshd / primary-tree fixtures (tests/sshd.py, syncagent/xroad_tree.py)
 # =============================================================================================
-
-
-def _ensure_xroad_accounts() -> None:
-    """Create the accounts a primary has: ``xroad`` owns /etc/xroad, ``xroad-slave`` reads it.
-
-    ``-p '*'``: useradd's default password field is ``!`` (locked), and with ``UsePAM no`` sshd
-    refuses *any* login, key-based too, to a locked account ("account is locked").
-    """
-    if os.geteuid() != 0:
-        return
-    try:
-        grp.getgrnam("xroad")
-    except KeyError:
-        subprocess.run(["groupadd", "-r", "xroad"], check=True)
-    for user, extra in (
-        ("xroad", ["-g", "xroad", "-s", "/usr/sbin/nologin"]),
-        ("xroad-slave", ["-G", "xroad", "-s", "/bin/bash"]),
-    ):
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "-r", "-M", "-d", "/nonexistent", "-p", "*", *extra, user],
-                check=True,
-            )
-    # An image may have made xroad-slave itself, locked. `passwd -S` says "L" for both "!" and
-    # "*" (cannot tell them apart), so set "*" (no password, not locked for sshd) whenever it does.
-    status = subprocess.run(["passwd", "-S", "xroad-slave"], capture_output=True, text=True)
-    if status.returncode == 0 and status.stdout.split()[1:2] == ["L"]:
-        subprocess.run(["usermod", "-p", "*", "xroad-slave"], check=True)
 
 
 def xroad_owner() -> tuple[int, int] | None:
@@ -76,7 +44,7 @@ def _new_sshd() -> Sshd:
     require_root("sshd logins as root and xroad-slave")
     sshd_bin = require_tool("sshd")
     require_tool("ssh-keygen")
-    _ensure_xroad_accounts()
+    ensure_xroad_accounts()
     server = Sshd(sshd_bin=sshd_bin)
     try:
         server.start()
@@ -105,7 +73,7 @@ def fresh_sshd() -> Iterator[Sshd]:
 @pytest.fixture(scope="session")
 def tree_area() -> Iterator[Path]:
     """A 0711 directory: trees under it are reachable by ``xroad-slave`` via any sshd instance."""
-    _ensure_xroad_accounts()
+    ensure_xroad_accounts()
     area = make_traversable_dir("syncagent-trees-")
     yield area
     shutil.rmtree(area, ignore_errors=True)

@@ -13,7 +13,9 @@ Everything lives under one ``mkdtemp`` directory made traversable (0711), becaus
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -26,6 +28,36 @@ from pathlib import Path
 SSHD = "/usr/sbin/sshd"
 USERS = ("root", "xroad-slave")
 START_TIMEOUT = 5.0
+
+
+def ensure_xroad_accounts() -> None:
+    """Create the accounts a primary has: ``xroad`` owns /etc/xroad, ``xroad-slave`` reads it.
+
+    ``-p '*'``: useradd's default password field is ``!`` (locked), and with ``UsePAM no`` sshd
+    refuses *any* login, key-based too, to a locked account ("account is locked").
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        grp.getgrnam("xroad")
+    except KeyError:
+        subprocess.run(["groupadd", "-r", "xroad"], check=True)
+    for user, extra in (
+        ("xroad", ["-g", "xroad", "-s", "/usr/sbin/nologin"]),
+        ("xroad-slave", ["-G", "xroad", "-s", "/bin/bash"]),
+    ):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "-r", "-M", "-d", "/nonexistent", "-p", "*", *extra, user],
+                check=True,
+            )
+    # An image may have made xroad-slave itself, locked. `passwd -S` says "L" for both "!" and
+    # "*" (cannot tell them apart), so set "*" (no password, not locked for sshd) whenever it does.
+    status = subprocess.run(["passwd", "-S", "xroad-slave"], capture_output=True, text=True)
+    if status.returncode == 0 and status.stdout.split()[1:2] == ["L"]:
+        subprocess.run(["usermod", "-p", "*", "xroad-slave"], check=True)
 
 
 def free_port() -> int:

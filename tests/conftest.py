@@ -22,7 +22,7 @@ _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from syncagent.xroad_tree import build_primary_tree  # noqa: E402
+from syncagent.xroad_tree import build_primary_tree, build_secondary_local  # noqa: E402
 
 # =============================================================================================
 # BEGIN sshd / primary-tree fixtures (tests/sshd.py, syncagent/xroad_tree.py)
@@ -90,3 +90,12 @@ def primary_tree(tree_area: Path) -> Path:
 # =============================================================================================
 # END sshd / primary-tree fixtures
 # =============================================================================================
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    """A secondary's /etc/xroad before any sync: only its node-local files."""
+    t = tmp_path / "etc-xroad"
+    t.mkdir(mode=0o751)
+    build_secondary_local(t)
+    return t

@@ -41,7 +41,7 @@ from syncagent import control, daemon, engine
 from syncagent.keeper import backoff_ceiling
 from syncagent.report import Outcome, SyncResult
 from syncagent.state import StateDir
-from syncagent.xroad_tree import add_softtoken_key, build_secondary_local, read_softtoken_key_ids
+from syncagent.xroad_tree import add_softtoken_key, read_softtoken_key_ids
 
 
 @pytest.fixture(autouse=True)
@@ -50,14 +50,6 @@ def xlb_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     flag = tmp_path / "var-tmp-xroad" / "sync-disabled"
     monkeypatch.setenv(control.XLB_FLAG_ENV, str(flag))
     return flag
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    t = tmp_path / "etc-xroad"
-    t.mkdir(mode=0o751)
-    build_secondary_local(t)
-    return t
 
 
 def key_ids(root: Path) -> list[str]:

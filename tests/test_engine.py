@@ -45,14 +45,6 @@ def settings_for(sshd: Sshd, remote: Path, target: Path, **extra: Any) -> Settin
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Path:
-    t = tmp_path / "etc-xroad"
-    t.mkdir(mode=0o751)
-    build_secondary_local(t)
-    return t
-
-
-@pytest.fixture
 def make_settings(sshd: Sshd, primary_tree: Path, target: Path) -> MakeSettings:
     def make(remote: Path | None = None, **extra: Any) -> Settings:
         return settings_for(sshd, remote or primary_tree, target, **extra)

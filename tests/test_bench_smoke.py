@@ -75,7 +75,11 @@ def test_quick_bench_writes_json_table_and_plot(tmp_path: Path) -> None:
         assert "error" not in p, p
         for name in ("agent", "rsync"):
             _positive(p[name]["median"], f"propagation {p['interval']} {name}")
-            assert p[name]["unseen"] == 0
+        # The agent must see every write. rsync may not: its size+mtime quick check misses a
+        # same-size rewrite within one second (seen here once at a 1 s interval), a finding the
+        # report records rather than a harness failure.
+        assert p["agent"]["unseen"] == 0
+        assert 0 <= p["rsync"]["unseen"] <= p["writes"]
 
     [fan] = s["fanout"]
     assert fan["agent_failed_total"] == 0

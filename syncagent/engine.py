@@ -31,7 +31,7 @@ from .plan import (
     Changes,
     diff,
     plan_fetch,
-    trusted_record,
+    trusted_live,
 )
 from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings
@@ -343,12 +343,9 @@ async def _sync(
             settings, session, state, current, result
         )
         records = _new_records(listing, known, hashes, farm)
-        live_content = {
-            p: r
-            for p in live.entries
-            if (r := trusted_record(p, live.entries, current)) is not None
-        }
-        ch = diff(records, live, live_content, tuple(settings["sync.commit_last"]))
+        ch = diff(
+            records, live, trusted_live(live.entries, current), tuple(settings["sync.commit_last"])
+        )
         result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
         result.mode_changed = [p for p, _ in ch.chmods]
         if ch.empty():  # no candidate tree to build: the live tree already is the generation
@@ -370,22 +367,35 @@ async def _sync(
             return
         await asyncio.to_thread(fsync_tree, farm)
         gen_dir = await asyncio.to_thread(state.store_generation, manifest, farm)
-        own = ownership(settings)
-        journal = applying.Journal(
-            manifest.generation,
-            str(gen_dir),
-            applying.operations(ch),
-            manifest.to_json(),
-            own.uid,
-            own.gid,
-        )
-        await finish_in_thread(applying.apply, state, target, journal, on_op)
+        await finish_in_thread(publish, settings, state, manifest, gen_dir, ch, on_op)
         await asyncio.to_thread(state.prune, manifest.generation, settings["sync.keep_generations"])
         result.outcome = Outcome.APPLIED
         result.generation = manifest.generation
     finally:
         if farm.exists():
             await asyncio.to_thread(shutil.rmtree, farm, True)
+
+
+def publish(
+    settings: Settings,
+    state: StateDir,
+    manifest: Manifest,
+    gen_dir: Path,
+    ch: Changes,
+    on_op: Callable[[int], None] | None = None,
+) -> None:
+    """Journal and apply ``ch`` from a stored generation: the last step of a sync and of a
+    rollback. Blocking; callers run it with finish_in_thread, under the lock."""
+    own = ownership(settings)
+    journal = applying.Journal(
+        manifest.generation,
+        str(gen_dir),
+        applying.operations(ch),
+        manifest.to_json(),
+        own.uid,
+        own.gid,
+    )
+    applying.apply(state, settings.target, journal, on_op)
 
 
 async def _validate(

@@ -47,6 +47,11 @@ def trusted_record(path: str, live: dict[str, LiveEntry], record: Manifest | Non
     return rec
 
 
+def trusted_live(live: dict[str, LiveEntry], record: Manifest | None) -> dict[str, Record]:
+    """Records of every live entry that is still exactly what the record says."""
+    return {p: r for p in live if (r := trusted_record(p, live, record)) is not None}
+
+
 def plan_fetch(
     listing: Listing,
     live: dict[str, LiveEntry],

@@ -11,7 +11,6 @@ primary's (presumably broken) configuration straight back.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import stat
@@ -25,7 +24,7 @@ from . import engine
 from .errors import Problem, Reason, SyncError
 from .livetree import scan
 from .manifest import Manifest, Record
-from .plan import diff, trusted_record
+from .plan import diff, trusted_live
 from .settings import Settings
 from .state import StateDir
 from .tree import Kind
@@ -113,40 +112,36 @@ def verify(state: StateDir, gen: str) -> Manifest:
 
 def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) -> Rollback:
     """Blocking part, run in a thread under the sync lock."""
-    current = state.current()
     kept = verify(state, gen)
-    pf = engine.path_filter(settings)
-    live = scan(settings.target, pf)
-    live_content = {
-        p: r for p in live.entries if (r := trusted_record(p, live.entries, current)) is not None
-    }
-    ch = diff(kept.records, live, live_content, tuple(settings["sync.commit_last"]))
+    live = scan(settings.target, engine.path_filter(settings))
+    ch = diff(
+        kept.records,
+        live,
+        trusted_live(live.entries, state.current()),
+        tuple(settings["sync.commit_last"]),
+    )
     gen_dir = state.generation_dir(gen)
     records = engine.with_live_identity(kept.records, live, ch, settings.target, gen_dir)
     manifest = Manifest(gen, kept.listed_at, records)
-    result = Rollback(gen, live_gen, ch.added, ch.modified, ch.removed)
     if ch.empty():
         state.write_current(manifest)
-        return result
-    own = engine.ownership(settings)
-    journal = applying.Journal(
-        gen, str(gen_dir), applying.operations(ch), manifest.to_json(), own.uid, own.gid
-    )
-    applying.apply(state, settings.target, journal)
-    return result
+    else:
+        engine.publish(settings, state, manifest, gen_dir, ch)
+    return Rollback(gen, live_gen, ch.added, ch.modified, ch.removed)
 
 
 async def rollback(settings: Settings, requested: str | None) -> Rollback:
     """Roll the live tree back to a kept generation; raises SyncError with the reason."""
     state = engine.open_state(settings)
     async with engine.locked(state, settings["sync.timeout"]):
-        await asyncio.to_thread(applying.recover, state, settings.target)
+        await engine.finish_in_thread(applying.recover, state, settings.target)
         engine.check_local_node(settings)
         current = state.current()
         live_gen = current.generation if current else None
         gen = choose(state, requested, live_gen)
         try:
-            result = await asyncio.to_thread(_apply, settings, state, gen, live_gen)
+            # like a sync's apply: finishes under the lock even if the rollback is cancelled
+            result = await engine.finish_in_thread(_apply, settings, state, gen, live_gen)
         except OSError as e:
             raise SyncError(Reason.APPLY, f"rolling back to {gen}: {e.strerror or e}") from None
     log.warning(

@@ -537,3 +537,32 @@ def test_state_dir_on_another_filesystem_is_a_config_error(
         import shutil
 
         shutil.rmtree(other, ignore_errors=True)
+
+
+async def test_cancelled_apply_finishes_before_the_lock_is_released(tmp_path: Path) -> None:
+    """Sync and rollback both publish through finish_in_thread: a cancel (SIGTERM) must not
+    let the lock go while the apply thread is still renaming files."""
+    from syncagent.engine import finish_in_thread, locked
+    from syncagent.state import StateDir
+
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    events: list[str] = []
+
+    def slow_apply() -> None:
+        time.sleep(0.5)
+        events.append("applied")
+
+    async def holder() -> None:
+        async with locked(state, 5):
+            await finish_in_thread(slow_apply)
+
+    task = asyncio.create_task(holder())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["applied"], "the cancel returned before the apply finished"
+    async with locked(state, 0.5):
+        events.append("relocked")
+    assert events == ["applied", "relocked"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -26,9 +25,11 @@ import structlog
 from . import fswatch
 from .errors import SyncError
 from .excludes import PathFilter
-from .manifest import Manifest, Record
+from .livetree import entry_at
+from .manifest import Manifest
+from .plan import same_as_recorded
 from .state import StateDir
-from .tree import Kind, ancestors
+from .tree import ancestors
 
 log = structlog.get_logger("syncagent.drift")
 
@@ -52,27 +53,11 @@ def managed_path(target: Path, pf: PathFilter, path: str) -> str | None:
     return None if pf.excluded(rel, False) else rel
 
 
-def _matches(full: Path, rec: Record | None) -> bool:
-    try:
-        st = os.lstat(full)
-    except FileNotFoundError:
-        return rec is None
-    if rec is None:
-        return False
-    if rec.kind is Kind.DIR:
-        return stat.S_ISDIR(st.st_mode)
-    if rec.kind is Kind.SYMLINK:
-        return stat.S_ISLNK(st.st_mode) and os.readlink(full) == rec.link
-    return stat.S_ISREG(st.st_mode) and (st.st_ino, st.st_size, st.st_mtime_ns) == (
-        rec.ino,
-        rec.size,
-        rec.mtime_ns,
-    )
-
-
 def drifted(target: Path, manifest: Manifest, paths: Iterable[str]) -> list[str]:
     """Paths whose live entry is not the one the record says the agent put there."""
-    return sorted(p for p in paths if not _matches(target / p, manifest.records.get(p)))
+    return sorted(
+        p for p in paths if not same_as_recorded(entry_at(target / p), manifest.records.get(p))
+    )
 
 
 class DriftWatcher:

@@ -46,16 +46,27 @@ def _scan_dir(base: Path, rel: str, pf: PathFilter, tree: LiveTree) -> None:
                 for a in _self_and_ancestors(rel):
                     tree.holds_local.add(a)
                 continue
-            mode = stat.S_IMODE(st.st_mode)
+            tree.entries[path] = _entry(st, de.path)
             if is_dir:
-                tree.entries[path] = LiveEntry(Kind.DIR, mode)
                 _scan_dir(base, path, pf, tree)
-            elif stat.S_ISLNK(st.st_mode):
-                tree.entries[path] = LiveEntry(Kind.SYMLINK, mode, link=os.readlink(de.path))
-            else:  # regular files and anything odd, which a rename will replace
-                tree.entries[path] = LiveEntry(
-                    Kind.FILE, mode, st.st_size, st.st_ino, st.st_mtime_ns
-                )
+
+
+def entry_at(path: Path) -> LiveEntry | None:
+    """One live path as the scan would see it; None if it does not exist."""
+    try:
+        return _entry(os.lstat(path), path)
+    except FileNotFoundError:
+        return None
+
+
+def _entry(st: os.stat_result, path: str | Path) -> LiveEntry:
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return LiveEntry(Kind.DIR, mode)
+    if stat.S_ISLNK(st.st_mode):
+        return LiveEntry(Kind.SYMLINK, mode, link=os.readlink(path))
+    # regular files and anything odd, which a rename will replace
+    return LiveEntry(Kind.FILE, mode, st.st_size, st.st_ino, st.st_mtime_ns)
 
 
 def _self_and_ancestors(rel: str) -> list[str]:

@@ -28,23 +28,28 @@ class FetchPlan:
     unsettled: tuple[str, ...]
 
 
+def same_as_recorded(lv: LiveEntry | None, rec: Record | None) -> bool:
+    """Whether the live entry is still exactly what the record says the agent put there.
+
+    Files by (inode, size, mtime_ns): any write or replacement changes one of them. Planning
+    uses it to trust a recorded hash; drift repair uses it to tell others' edits from ours.
+    """
+    if lv is None or rec is None:
+        return lv is None and rec is None
+    if rec.kind is not lv.kind:
+        return False
+    if rec.kind is Kind.FILE:
+        return (lv.ino, lv.size, lv.mtime_ns) == (rec.ino, rec.size, rec.mtime_ns)
+    if rec.kind is Kind.SYMLINK:
+        return lv.link == rec.link
+    return True
+
+
 def trusted_record(path: str, live: dict[str, LiveEntry], record: Manifest | None) -> Record | None:
-    """The recorded version of a live file, if the file on disk is still exactly that one."""
-    if record is None:
-        return None
-    rec = record.records.get(path)
+    """The recorded version of a live entry, if the entry on disk is still exactly that one."""
+    rec = record.records.get(path) if record is not None else None
     lv = live.get(path)
-    if rec is None or lv is None or rec.kind is not lv.kind:
-        return None
-    if rec.kind is Kind.FILE and (lv.ino, lv.size, lv.mtime_ns) != (
-        rec.ino,
-        rec.size,
-        rec.mtime_ns,
-    ):
-        return None
-    if rec.kind is Kind.SYMLINK and lv.link != rec.link:
-        return None
-    return rec
+    return rec if rec is not None and lv is not None and same_as_recorded(lv, rec) else None
 
 
 def trusted_live(live: dict[str, LiveEntry], record: Manifest | None) -> dict[str, Record]:

@@ -86,5 +86,3 @@ def generation_id(records: dict[str, Record]) -> str:
         h.update(f"{path}\0{r.kind}\0{r.mode:o}\0{content}\n".encode())
     return h.hexdigest()[:16]
 
-
-EMPTY_GENERATION = generation_id({})

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, Reason
-from .excludes import PROFILES, compile_pattern
+from .excludes import PROFILES, XROAD_PROFILES, compile_pattern
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
 LOG_FORMATS = ("auto", "json", "console")
@@ -339,7 +339,7 @@ class Settings:
 
     @property
     def xroad_checks(self) -> bool:
-        return self.values["sync.profile"] in ("sidecar", "xlb")
+        return self.values["sync.profile"] in XROAD_PROFILES
 
     def state_relpath(self) -> str | None:
         """The state dir relative to target when it lives inside it (it must then be excluded)."""

@@ -5,23 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sshd import Sshd
 from test_engine import age
+from tools import run_syncagent
 
 from syncagent.xroad_tree import build_secondary_local
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncagent", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_syncagent(*args, env={**os.environ, **env}, timeout=120)
 
 
 def agent_env(sshd: Sshd, remote: Path, target: Path) -> dict[str, str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tools import run_syncagent
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -17,13 +18,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         SYNCAGENT_SYNC_TARGET=str(tmp_path / "target"),
         SYNCAGENT_XLB_DISABLE_FLAG=str(tmp_path / "xlb" / "sync-disabled"),
     )
-    return subprocess.run(
-        [sys.executable, "-m", "syncagent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_syncagent(*args, env=env, timeout=60)
 
 
 def test_pause_resume_and_the_xlb_flag(tmp_path: Path) -> None:

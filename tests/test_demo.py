@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools import run_syncagent
+
 
 def test_demo_with_duration_exits_0_having_applied_a_generation(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCAGENT_", "NOTIFY_"))}
@@ -41,11 +43,7 @@ def test_demo_with_duration_exits_0_having_applied_a_generation(tmp_path: Path) 
     assert (target / "conf.d/node.ini").read_text() == "[node]\ntype = slave\n"
 
     # The config it wrote drives the other commands; the daemon is gone now.
-    status = subprocess.run(
-        [sys.executable, "-m", "syncagent", "status", "-c", str(tmp_path / "demo/syncagent.toml")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    status = run_syncagent(
+        "status", "-c", str(tmp_path / "demo/syncagent.toml"), env=env, timeout=60
     )
     assert status.returncode == 1 and "daemon not running" in status.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from sshd import Sshd
+from tools import run_syncagent
 from treeutil import copy_tree, dir_inodes, snapshot
 
 from syncagent import apply as applying
@@ -396,29 +396,18 @@ def test_sigkill_mid_apply_then_restart(
     run(settings_for(sshd, a, target))
     settings_b = settings_for(sshd, b, target)
     env = {**os.environ, **cli_env(settings_b), applying.KILL_AFTER_ENV: "3"}
-    killed = subprocess.run(
-        [sys.executable, "-m", "syncagent", "once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    killed = run_syncagent("once", env=env, timeout=60)
     assert killed.returncode == -9, killed.stderr
     assert (target / ".syncagent" / "journal.json").exists()
     env.pop(applying.KILL_AFTER_ENV)
-    done = subprocess.run(
-        [sys.executable, "-m", "syncagent", "once"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_syncagent("once", env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert managed(target, settings_b) == managed(b, settings_b)
     assert not (target / ".syncagent" / "journal.json").exists()
 
 
-def cli_env(settings: Settings) -> dict[str, str]:
+def cli_env(settings: Settings, *more: str) -> dict[str, str]:
+    """The settings a test made, as the SYNCAGENT_* env a subprocess agent reads."""
     keys = (
         "primary.host",
         "primary.port",
@@ -427,6 +416,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "primary.remote_root",
         "sync.target",
         "sync.settle",
+        *more,
     )
     env = {f"SYNCAGENT_{k.replace('.', '_').upper()}": str(settings[k]) for k in keys}
     env["SYNCAGENT_LOG_FORMAT"] = "json"

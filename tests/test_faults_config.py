@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from tools import run_syncagent
 
 from syncagent import cli
 from syncagent.errors import ExitCode
@@ -182,13 +182,7 @@ def test_malformed_toml_file_exits_2(
 
 
 def cli_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncagent", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_syncagent(*args, env=env, timeout=60)
 
 
 @pytest.mark.parametrize("command", ["check-config", "once"])

@@ -34,7 +34,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from faults_common import Step, XRoadWriter, check_live_generation, read_node_local
 from sshd import Sshd
 from test_engine import cli_env, settings_for
@@ -44,7 +43,6 @@ from syncagent.engine import path_filter, sync
 from syncagent.report import Outcome
 from syncagent.settings import Settings
 from syncagent.state import StateDir
-from syncagent.xroad_tree import build_secondary_local
 
 CYCLES = int(os.environ.get("SYNCAGENT_FAULT_CRASH_CYCLES", "220"))
 CLI_CYCLES = int(os.environ.get("SYNCAGENT_FAULT_CLI_CYCLES", "16"))
@@ -88,14 +86,6 @@ def reap(pid: int, deadline: float) -> int | None:
 def restart(settings: Settings) -> None:
     """What every agent start does first: finish an interrupted apply."""
     applying.recover(StateDir(settings.state_dir), settings.target)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    t = tmp_path / "etc-xroad"
-    t.mkdir(mode=0o751)
-    build_secondary_local(t)
-    return t
 
 
 def test_sigkill_at_random_moments_while_the_primary_changes(

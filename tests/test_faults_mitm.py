@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,13 @@ import hostile_primary as hp
 import pytest
 from sshd import Sshd
 from test_engine import age, cli_env, live_state, settings_for
+from tools import run_syncagent
 
 from syncagent.engine import sync
 from syncagent.errors import Reason
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings
-from syncagent.xroad_tree import add_softtoken_key, build_secondary_local
+from syncagent.xroad_tree import add_softtoken_key
 
 POLICIES = ("strict", "accept-new")
 
@@ -37,14 +36,6 @@ def make_settings(sshd: Sshd, primary: Path, target: Path, policy: str) -> Setti
     if policy == "accept-new":
         extra["primary__known_hosts"] = ""
     return settings_for(sshd, primary, target, **extra)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    t = tmp_path / "etc-xroad"
-    t.mkdir(mode=0o751)
-    build_secondary_local(t)
-    return t
 
 
 def assert_refused(result: SyncResult, before: dict[str, Any], target: Path) -> None:
@@ -78,13 +69,7 @@ def test_changed_host_key_is_refused(
     env["SYNCAGENT_PRIMARY_HOST_KEY_POLICY"] = policy
     if policy == "accept-new":
         env["SYNCAGENT_PRIMARY_KNOWN_HOSTS"] = ""
-    cli = subprocess.run(
-        [sys.executable, "-m", "syncagent", "once", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    cli = run_syncagent("once", "--json", env=env, timeout=60)
     doc = json.loads(cli.stdout)
     assert cli.returncode == 1 and doc["reason"] == "host_key", (cli.stdout, cli.stderr)
     assert live_state(target) == before

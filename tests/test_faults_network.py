@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from faults_common import check_live_generation, read_node_local
 from netns import NetnsSshd, NetPair
-from test_engine import age, live_state, managed, settings_for
+from test_engine import age, cli_env, live_state, managed, settings_for
 from tools import require_root, require_tool
 
 from syncagent.engine import path_filter
@@ -78,22 +78,9 @@ def net(primary_tree: Path, tmp_path: Path) -> Iterator[Net]:
 
 def agent(net: Net, *, wait: bool = True) -> Any:
     """``syncagent once --json`` inside the client namespace; returns (doc, seconds) or Popen."""
-    keys = (
-        "primary.host",
-        "primary.port",
-        "primary.identity_file",
-        "primary.known_hosts",
-        "primary.remote_root",
-        "primary.connect_timeout",
-        "primary.io_timeout",
-        "sync.target",
-        "sync.settle",
-        "sync.timeout",
-    )
     env = {
         **os.environ,
-        **{f"SYNCAGENT_{k.replace('.', '_').upper()}": str(net.settings[k]) for k in keys},
-        "SYNCAGENT_LOG_FORMAT": "json",
+        **cli_env(net.settings, "primary.connect_timeout", "primary.io_timeout", "sync.timeout"),
     }
     argv = net.pair.client_argv(sys.executable, "-m", "syncagent", "once", "--json")
     proc = subprocess.Popen(

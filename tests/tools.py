@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
 
 import pytest
 
@@ -29,3 +32,16 @@ def require_root(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"root is required in CI: {reason}")
     pytest.skip(f"needs root: {reason}")
+
+
+def run_syncagent(
+    *args: str, env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m syncagent ARGS`` as an entrypoint runs it, with exactly ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncagent", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

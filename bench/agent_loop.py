@@ -19,14 +19,15 @@ from syncagent import logs
 from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
+from syncagent.state import StateDir
 
 from .infra import make_settings
 
 
 async def main() -> None:
     settings = make_settings(json.loads(sys.argv[1]))
-    logs.configure("json", settings["log.level"], sys.stderr)
-    interval, jitter = settings["sync.interval"], settings["sync.jitter"]
+    logs.configure("json", settings.log.level, sys.stderr)
+    interval, jitter = settings.sync.interval, settings.sync.jitter
     keepalive = max(1.0, min(15.0, interval))
     session: Session | None = None
     loop = asyncio.get_running_loop()
@@ -38,7 +39,11 @@ async def main() -> None:
             await asyncio.sleep(max(0.0, at - loop.time()))
         if session is None or session.closed:
             try:
-                session = await connect(settings, keepalive=keepalive)
+                session = await connect(
+                    settings.primary,
+                    StateDir(settings.sync.state_dir).pinned_host_key,
+                    keepalive=keepalive,
+                )
             except SyncError as e:
                 print(json.dumps({"event": "connect_failed", "error": e.message}), file=sys.stderr)
                 session = None

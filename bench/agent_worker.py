@@ -31,6 +31,7 @@ from syncagent import logs
 from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
+from syncagent.state import StateDir
 
 from .infra import make_settings
 
@@ -47,7 +48,11 @@ class Worker:
         errors: list[str] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                self.sessions[i] = await connect(self.settings[i], keepalive=self.keepalive)
+                self.sessions[i] = await connect(
+                    self.settings[i].primary,
+                    StateDir(self.settings[i].sync.state_dir).pinned_host_key,
+                    keepalive=self.keepalive,
+                )
                 return {
                     "ok": True,
                     "attempts": attempt,

@@ -23,8 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from syncagent.demo.sample_tree import build_primary_tree, build_secondary_local
 from syncagent.settings import Settings, load
-from syncagent.xroad_tree import build_primary_tree, build_secondary_local
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -38,11 +38,11 @@ OLD = time.time() - 3600
 
 
 def _sshd_module() -> ModuleType:
-    """tests/sshd.py: the same real-sshd fixture the test suite uses (not a package import)."""
+    """tests/support/sshd.py: the real-sshd fixture the test suite uses (not a package import)."""
     name = "syncagent_bench_sshd"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "sshd.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "support" / "sshd.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -238,7 +238,7 @@ class Relay:
 
 
 def build_xroad(root: Path, keys: int = 3) -> None:
-    """The realistic tree (xroad_tree.py): ~35 files as a primary's /etc/xroad holds them."""
+    """The realistic tree (demo/sample_tree.py): ~35 files as a primary's /etc/xroad holds them."""
     build_primary_tree(root, keys=keys, mtime=OLD, owner=xroad_owner())
 
 

@@ -8,29 +8,32 @@ idempotent, so after a crash ``recover`` rolls forward to exactly the new genera
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import json
 import os
 import shutil
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from .errors import Reason, SyncError
+from . import testhooks
+from .errors import Reason, SyncError, os_error
 from .manifest import Manifest
 from .plan import Changes
-from .stage import disk_error
-from .state import StateDir, atomic_write, fsync_dir
+from .stage import Ownership
+from .state import StateDir, atomic_write, fsync_dir, locked
 
 log = structlog.get_logger("syncagent.apply")
 
+T = TypeVar("T")
 Op = list[Any]  # ["mkdir", path, mode] | ["place", path] | ["chmod", path, mode] | ...
-KILL_AFTER_ENV = "SYNCAGENT_TEST_KILL_AFTER_OP"  # test hook: SIGKILL self after op N
 
 
 @dataclass
@@ -80,8 +83,50 @@ def apply(
     try:
         atomic_write(state.journal, journal.dumps())
     except OSError as e:
-        raise disk_error(e, "writing the journal") from None
+        raise os_error(e, "writing the journal") from None
     _run(state, target, journal, on_op)
+
+
+def publish(
+    state: StateDir,
+    target: Path,
+    manifest: Manifest,
+    gen_dir: Path,
+    ch: Changes,
+    owner: Ownership,
+    on_op: Callable[[int], None] | None = None,
+) -> None:
+    """Journal and apply ``ch`` from a stored generation: the last step of a sync and of a
+    rollback. Blocking; callers run it with finish_in_thread, under the lock."""
+    journal = Journal(
+        manifest.generation, str(gen_dir), operations(ch), manifest.to_json(), owner.uid, owner.gid
+    )
+    apply(state, target, journal, on_op)
+
+
+async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run disk work that must complete under the lock even if the caller is cancelled.
+
+    The journal makes an interrupted apply safe, but releasing the lock while the thread still
+    renames files would let another process start a sync in the middle of it.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
+@contextlib.asynccontextmanager
+async def locked_and_recovered(
+    state: StateDir, target: Path, timeout: float
+) -> AsyncIterator[None]:
+    """The state lock, with any interrupted apply rolled forward first: where every sync,
+    rollback and daemon start begins, so none of them ever sees a half-applied tree."""
+    async with locked(state, timeout):
+        await finish_in_thread(recover, state, target)
+        yield
 
 
 def recover(state: StateDir, target: Path) -> str | None:
@@ -101,7 +146,7 @@ def _run(
 ) -> None:
     source = Path(journal.source)
     touched: set[Path] = {target}
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "-1"))
+    kill_after = testhooks.kill_after_op()
     no_copy: OSError | None = None  # a kept copy the full disk refused; the journal retries it
     try:
         for i, op in enumerate(journal.ops):
@@ -124,7 +169,7 @@ def _run(
         state.journal.unlink()
         fsync_dir(state.path)
     except OSError as e:
-        raise disk_error(
+        raise os_error(
             e,
             f"applying generation {journal.generation} (the journal "
             "will finish it on the next attempt)",

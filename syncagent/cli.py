@@ -1,4 +1,4 @@
-"""Command line: ``syncagent [options] COMMAND``.
+"""Command line: ``syncagent [options] COMMAND``, and every command in one table.
 
 Every command prints one human line (or ``--json``) on stdout, logs on stderr, and exits with
 the codes in errors.ExitCode so an entrypoint can branch on them.
@@ -10,64 +10,25 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from . import __version__, logs
+from .control import ControlFiles
+from .daemon import serve
+from .demo import run_demo
+from .engine import sync
 from .errors import ExitCode, Problem
-from .report import SyncResult
-from .settings import FIELDS, Settings, file_problems, load
+from .report import SyncResult, problems_json
+from .rollback import rollback
+from .settings import FIELDS, Settings, file_problems, load, reference_markdown
+from .status import read_status, summary_line
 
-Command = Callable[[Settings, argparse.Namespace], int]
-
-
-def _settings_flags() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", "-c", metavar="PATH", help="TOML config file (else env SYNCAGENT_CONFIG)"
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    group = common.add_argument_group("settings (each also env SYNCAGENT_<SECTION>_<KEY>)")
-    for f in FIELDS:
-        group.add_argument(f.flag, dest=f"set:{f.name}", metavar="V", help=f.help)
-    return common
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _settings_flags()
-    parser = argparse.ArgumentParser(
-        prog="syncagent", description="Sync /etc/xroad from the X-Road primary, safely."
-    )
-    parser.add_argument("--version", action="version", version=f"syncagent {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in COMMAND_HELP.items():
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        if name == "rollback":
-            p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
-        if name == "demo":
-            p.add_argument(
-                "--churn", action="store_true", help="change the primary every few seconds"
-            )
-            p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-            p.add_argument("--dir", default=None, help="where to put the demo trees")
-    return parser
-
-
-COMMAND_HELP = {
-    "once": "run one sync and exit (0 applied/current, 1 failed, 2 config, 3 rejected, "
-    "4 primary not initialized)",
-    "diff": "show what the next sync would change; fetches and validates, applies nothing",
-    "check-config": "print the effective settings and where each came from, or every problem",
-    "run": "run the daemon: scheduled syncs, HTTP health and metrics",
-    "status": "print the daemon's last status",
-    "pause": "pause syncing (flag file in state_dir)",
-    "resume": "resume syncing",
-    "sync-now": "ask the running daemon to sync now",
-    "rollback": "re-apply a kept generation and pause syncing",
-    "demo": "run the daemon against an embedded primary on loopback",
-}
+Handler = Callable[[Settings, argparse.Namespace], int]
 
 
 def emit(args: argparse.Namespace, line: str, doc: dict[str, Any]) -> None:
@@ -79,13 +40,16 @@ def report_problems(args: argparse.Namespace, problems: Sequence[Problem]) -> in
     doc = {
         "result": "config_error",
         "exit_code": int(ExitCode.CONFIG),
-        "problems": [{"key": p.path, "message": p.message} for p in problems],
+        "problems": problems_json(problems),
     }
     if args.json:
         emit(args, "", doc)
     else:
         print("\n".join(lines), file=sys.stderr)
     return ExitCode.CONFIG
+
+
+# ---- once, diff, check-config ----------------------------------------------------------------
 
 
 def print_result(args: argparse.Namespace, result: SyncResult) -> int:
@@ -119,8 +83,6 @@ def print_result(args: argparse.Namespace, result: SyncResult) -> int:
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
-    from .engine import sync
-
     return print_result(args, asyncio.run(sync(settings, dry_run=args.command == "diff")))
 
 
@@ -140,15 +102,164 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _commands() -> dict[str, Command]:
-    from . import control
+# ---- the daemon and its control --------------------------------------------------------------
 
-    return {
-        "once": cmd_once,
-        "diff": cmd_once,
-        "check-config": cmd_check_config,
-        **control.COMMANDS,
-    }
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(serve(settings))
+
+
+def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
+    files = ControlFiles.of(settings.sync)
+    created = files.pause("syncagent pause")
+    flag = files.state.pause_flag
+    line = (
+        f"paused: {'created' if created else 'already present:'} {flag}; the live tree stays as "
+        "it is until `syncagent resume`"
+    )
+    emit(args, line, {"result": "paused", "flag": str(flag), "paused_by": files.paused_by()})
+    return ExitCode.OK
+
+
+def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
+    files = ControlFiles.of(settings.sync)
+    removed = files.unpause()
+    still = files.paused_by()
+    line = f"resumed: {'removed' if removed else 'no'} {files.state.pause_flag}"
+    if still:
+        line += f"; still PAUSED by {', '.join(still)}: remove it to resume"
+    else:
+        line += "; the daemon syncs now"
+    emit(args, line, {"result": "paused" if still else "resumed", "paused_by": list(still)})
+    return ExitCode.FAILED if still else ExitCode.OK
+
+
+def cmd_sync_now(settings: Settings, args: argparse.Namespace) -> int:
+    how = ControlFiles.of(settings.sync).request_sync()
+    emit(args, f"sync requested: {how}", {"result": "requested", "how": how})
+    return ExitCode.OK
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    files = ControlFiles.of(settings.sync)
+    doc = read_status(files.state.status_file)
+    if doc is None:
+        line = f"NOT READY: no status in {files.state.path} (has the daemon run?)"
+        emit(args, line, {"ready": False, "daemon_running": False})
+        return ExitCode.FAILED
+    now = time.time()
+    pid = files.running_pid()
+    alive = pid is not None and pid == doc.get("pid")
+    ready = bool(alive and doc.get("ready") and not _stale(doc, settings.sync.max_staleness, now))
+    emit(
+        args,
+        summary_line({**doc, "ready": ready}, now, alive),
+        {**doc, "ready": ready, "daemon_running": alive},
+    )
+    return ExitCode.OK if ready else ExitCode.FAILED
+
+
+def _stale(doc: dict[str, object], limit: float | None, now: float) -> bool:
+    last = doc.get("last_success")
+    if limit is None:
+        return False
+    return not isinstance(last, int | float) or now - last > limit
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    files = ControlFiles.of(settings.sync)
+    created = files.pause("syncagent rollback")
+    result = asyncio.run(rollback(settings, args.generation))
+    if result.error is not None:
+        if created:
+            files.unpause()
+        emit(args, f"rollback refused: [{result.error.reason}] {result.error}", result.to_json())
+        return int(result.exit_code)
+    flag = files.state.pause_flag
+    line = (
+        f"rolled back to generation {result.generation} (was {result.previous}): "
+        f"+{len(result.added)} ~{len(result.modified)} -{len(result.removed)}; syncing is PAUSED "
+        f"({flag}) so it sticks: `syncagent resume` follows the primary again"
+    )
+    emit(args, line, {**result.to_json(), "paused": True, "flag": str(flag)})
+    return ExitCode.OK
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    handler: Handler | None  # None: the command builds its own settings (demo)
+    checks_files: bool = False  # key, known_hosts and target must exist before it runs
+
+
+COMMANDS: dict[str, Command] = {
+    "once": Command(
+        "run one sync and exit (0 applied/current, 1 failed, 2 config, 3 rejected, "
+        "4 primary not initialized)",
+        cmd_once,
+        checks_files=True,
+    ),
+    "diff": Command(
+        "show what the next sync would change; fetches and validates, applies nothing",
+        cmd_once,
+        checks_files=True,
+    ),
+    "check-config": Command(
+        "print the effective settings and where each came from, or every problem",
+        cmd_check_config,
+        checks_files=True,
+    ),
+    "run": Command(
+        "run the daemon: scheduled syncs, HTTP health and metrics", cmd_run, checks_files=True
+    ),
+    "status": Command("print the daemon's last status", cmd_status),
+    "pause": Command("pause syncing (flag file in state_dir)", cmd_pause),
+    "resume": Command("resume syncing", cmd_resume),
+    "sync-now": Command("ask the running daemon to sync now", cmd_sync_now),
+    "rollback": Command("re-apply a kept generation and pause syncing", cmd_rollback),
+    "demo": Command("run the daemon against an embedded primary on loopback", None),
+}
+
+
+def _settings_flags() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", "-c", metavar="PATH", help="TOML config file (else env SYNCAGENT_CONFIG)"
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    group = common.add_argument_group("settings (each also env SYNCAGENT_<SECTION>_<KEY>)")
+    for f in FIELDS:
+        group.add_argument(f.flag, dest=f"set:{f.name}", metavar="V", help=f.help)
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _settings_flags()
+    parser = argparse.ArgumentParser(
+        prog="syncagent", description="Sync /etc/xroad from the X-Road primary, safely."
+    )
+    parser.add_argument("--version", action="version", version=f"syncagent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=command.help, description=command.help)
+        if name == "rollback":
+            p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
+        if name == "check-config":
+            p.add_argument(
+                "--markdown",
+                action="store_true",
+                help="print the configuration reference (every key, default, env, flag) and exit",
+            )
+        if name == "demo":
+            p.add_argument(
+                "--churn", action="store_true", help="change the primary every few seconds"
+            )
+            p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+            p.add_argument("--dir", default=None, help="where to put the demo trees")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,17 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, v in vars(args).items()
         if k.startswith("set:") and v is not None
     }
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return int(run_demo(args, overrides))
+    command = COMMANDS[args.command]
+    if command.handler is None:
+        return int(run_demo(args.dir, args.churn, args.duration, overrides))
+    if getattr(args, "markdown", False):
+        print(reference_markdown(), end="", flush=True)
+        return ExitCode.OK
     settings, problems = load(args.config, overrides=overrides)
-    if settings is not None and args.command in ("once", "diff", "check-config", "run"):
+    if settings is not None and command.checks_files:
         problems = file_problems(settings)
     if settings is None or problems:
         return report_problems(args, problems)
-    logs.configure(settings["log.format"], settings["log.level"])
-    return _commands()[args.command](settings, args)
+    logs.configure(settings.log.format, settings.log.level)
+    return command.handler(settings, args)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import asyncssh
 import structlog
 
 from .errors import Reason, SyncError
-from .settings import Settings
+from .settings import PrimarySettings
 
 log = structlog.get_logger("syncagent.connection")
 
-PIN_FILE = "known_hosts.pinned"
 # AES-GCM first: hardware-accelerated in `cryptography`, where asyncssh's chacha20-poly1305
 # builds cipher contexts per packet (profiled: the largest client cost of a full sync).
 CIPHERS = (
@@ -100,16 +99,21 @@ def host_pattern(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
-async def connect(settings: Settings, *, keepalive: float | None = None) -> Session:
-    """Open a session or raise SyncError with the reason an operator needs to act on."""
-    host, port = settings["primary.host"], settings["primary.port"]
-    policy = settings["primary.host_key_policy"]
-    pin = settings.state_dir / PIN_FILE
+async def connect(
+    primary: PrimarySettings, pin: Path, *, keepalive: float | None = None
+) -> Session:
+    """Open a session or raise SyncError with the reason an operator needs to act on.
+
+    ``pin`` is where host_key_policy = accept-new keeps the first key it saw.
+    """
+    host, port = primary.host, primary.port
+    policy = primary.host_key_policy
     known_hosts: Any
     if policy == "strict":
-        known_hosts = _read_known_hosts(settings["primary.known_hosts"])
+        assert primary.known_hosts is not None  # the settings' cross-checks require it
+        known_hosts = _read_known_hosts(primary.known_hosts)
     elif policy == "accept-new" and pin.exists():
-        known_hosts = _read_known_hosts(str(pin))
+        known_hosts = _read_known_hosts(pin)
     else:
         known_hosts = None
         if policy == "insecure":
@@ -120,20 +124,19 @@ async def connect(settings: Settings, *, keepalive: float | None = None) -> Sess
                 hint="anyone on the path can impersonate the primary",
             )
     try:
-        client_key = asyncssh.read_private_key(settings["primary.identity_file"])
+        client_key = asyncssh.read_private_key(str(primary.identity_file))
     except (OSError, asyncssh.KeyImportError) as e:
         raise SyncError(
-            Reason.AUTH,
-            f"cannot read identity_file {settings['primary.identity_file']}: {_strerror(e)}",
+            Reason.AUTH, f"cannot read identity_file {primary.identity_file}: {_strerror(e)}"
         ) from None
 
-    timeout = settings["primary.connect_timeout"]
+    timeout = primary.connect_timeout
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(
                 host,
                 port=port,
-                username=settings["primary.user"],
+                username=primary.user,
                 client_keys=[client_key],
                 known_hosts=known_hosts,
                 config=[],
@@ -163,13 +166,13 @@ async def connect(settings: Settings, *, keepalive: float | None = None) -> Sess
         if isinstance(e, asyncio.CancelledError | SyncError):
             raise
         raise classify(e, f"{host}:{port}") from None
-    log.debug("connected", host=host, port=port, user=settings["primary.user"])
-    return Session(conn, sftp, settings["primary.io_timeout"])
+    log.debug("connected", host=host, port=port, user=primary.user)
+    return Session(conn, sftp, primary.io_timeout)
 
 
-def _read_known_hosts(path: str) -> asyncssh.SSHKnownHosts:
+def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
     try:
-        return asyncssh.read_known_hosts(path)
+        return asyncssh.read_known_hosts(str(path))
     except (OSError, ValueError) as e:
         raise SyncError(
             Reason.HOST_KEY, f"cannot read known_hosts {path}: {_strerror(e)}"

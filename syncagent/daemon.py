@@ -32,8 +32,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import apply as applying
-from . import control, engine
+from . import engine
 from . import http as http_server
+from .control import ControlFiles, ControlWatcher
 from .drift import DriftWatcher
 from .errors import ExitCode, Reason, SyncError, exit_code_for
 from .keeper import ConnectionKeeper, backoff_delay
@@ -43,7 +44,7 @@ from .reload import Reloader, applied_elsewhere
 from .report import Outcome, SyncResult, outcome_for
 from .sdnotify import Notifier
 from .settings import Settings
-from .state import StateDir
+from .state import StateDir, open_state
 from .status import SUCCESS, DaemonState, write_status
 
 log = structlog.get_logger("syncagent.daemon")
@@ -65,27 +66,33 @@ class Daemon:
         hostname: str | None = None,
     ) -> None:
         self.settings = settings
+        self.sync_settings = sync = settings.sync
         self.state = DaemonState()
-        self.store = StateDir(settings.state_dir)
-        self.metrics = Metrics(self.state, settings.reload_rules, settings["sync.max_staleness"])
+        self.store = StateDir(sync.state_dir)
+        self.control_files = ControlFiles(self.store, sync.disable_flag)
+        self.metrics = Metrics(self.state, settings.reload.rules, sync.max_staleness)
         self.rng = rng or random.Random()
         self.notifier = notifier or Notifier()
         self.keeper = ConnectionKeeper(
-            settings,
+            settings.primary,
+            self.store.pinned_host_key,
+            sync.interval,
             self.state,
             rng=self.rng,
             on_connected=self._on_connected,
             on_change=self._write_status,
         )
-        self.reloader = Reloader(settings, self.metrics.observe_reload, hostname)
+        self.reloader = Reloader(
+            settings.reload, sync.target, self.metrics.observe_reload, hostname
+        )
         self.drift = DriftWatcher(
-            settings.target,
-            engine.path_filter(settings),
+            sync.target,
+            sync.path_filter(),
             self.store,
             self._on_drift,
             busy=lambda: self.state.syncing_since is not None,
         )
-        self.control = control.ControlWatcher(settings.state_dir, self._on_control)
+        self.control = ControlWatcher(self.control_files, self._on_control)
         self.scheduler: AsyncIOScheduler | None = None
         self.http_port: int | None = None
         self.first_sync_done = asyncio.Event()
@@ -192,7 +199,7 @@ class Daemon:
     async def _worker(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                self.keeper.wait_first_attempt(), self.settings["primary.connect_timeout"] + 2
+                self.keeper.wait_first_attempt(), self.settings.primary.connect_timeout + 2
             )
         await self._first_sync()
         if self._stop.is_set():
@@ -230,8 +237,8 @@ class Daemon:
     def _schedule_syncs(self) -> None:
         """Interval job at a random phase, each run delayed by up to jitter * interval more."""
         assert self.scheduler is not None
-        interval = self.settings["sync.interval"]
-        jitter = interval * self.settings["sync.jitter"]
+        interval = self.sync_settings.interval
+        jitter = interval * self.sync_settings.jitter
         first = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0, interval))
         self.scheduler.add_job(
             self._scheduled,
@@ -267,7 +274,7 @@ class Daemon:
 
     def healthy(self) -> bool:
         checks = self.state.liveness(
-            time.monotonic(), self.settings["sync.timeout"], self.scheduler_running()
+            time.monotonic(), self.sync_settings.timeout, self.scheduler_running()
         )
         return all(c.ok for c in checks)
 
@@ -281,12 +288,12 @@ class Daemon:
 
     def _on_control(self) -> None:
         self._refresh_pause()
-        if control.take_trigger(self.settings.state_dir):
+        if self.control_files.take_trigger():
             self.sync_now("sync-now file")
         self._refresh_generation()
 
     def _refresh_pause(self) -> bool:
-        by = control.paused_by(self.settings.state_dir)
+        by = self.control_files.paused_by()
         if by != self.state.paused_by:
             resumed = self.state.paused and not by
             self.state.paused_by = by
@@ -339,7 +346,7 @@ class Daemon:
     def _on_drift(self, paths: list[str]) -> None:
         if self.state.generation is None:
             return  # nothing validated to restore yet
-        if control.paused_by(self.settings.state_dir):
+        if self.control_files.paused_by():
             log.info("live_tree_changed_while_paused", count=len(paths), paths=paths[:10])
             return
         self.metrics.observe_drift(len(paths))
@@ -349,7 +356,7 @@ class Daemon:
             paths=paths[:10],
             action="syncing to restore the primary's version",
         )
-        gap = min(self.settings["sync.interval"], DRIFT_MIN_GAP)
+        gap = min(self.sync_settings.interval, DRIFT_MIN_GAP)
         wait = self._last_drift_sync + gap - time.monotonic()
         if wait <= 0:
             self._fire_drift()
@@ -364,10 +371,10 @@ class Daemon:
     # ---- status ----------------------------------------------------------------------------
 
     def _write_status(self) -> None:
-        doc = self.state.to_json(time.time(), self.settings["sync.max_staleness"])
+        doc = self.state.to_json(time.time(), self.sync_settings.max_staleness)
         doc["http_port"] = self.http_port
         try:
-            write_status(self.settings.state_dir, doc)
+            write_status(self.store.status_file, doc)
         except OSError as e:
             if not self._status_warned:
                 log.warning("status_file_not_written", error=e.strerror or str(e))
@@ -377,10 +384,11 @@ class Daemon:
 
     async def _restore(self) -> None:
         """Finish an interrupted apply, then trust current.json: a restart must not un-ready."""
-        engine.open_state(self.settings)
+        sync = self.sync_settings
+        open_state(sync.state_dir, sync.target)
         try:
-            async with engine.locked(self.store, RESTORE_LOCK_TIMEOUT):
-                await asyncio.to_thread(applying.recover, self.store, self.settings.target)
+            async with applying.locked_and_recovered(self.store, sync.target, RESTORE_LOCK_TIMEOUT):
+                pass
         except SyncError as e:
             log.warning("roll_forward_deferred", reason=str(e.reason), error=e.message)
         try:
@@ -392,13 +400,13 @@ class Daemon:
             self.state.generation = current.generation
             self.state.last_success = current.listed_at
         self.state.journal_pending = self.store.journal.exists()
-        self.state.paused_by = control.paused_by(self.settings.state_dir)
+        self.state.paused_by = self.control_files.paused_by()
         log.info(
             "starting",
             generation=self.state.generation,
             paused_by=list(self.state.paused_by),
-            interval=self.settings["sync.interval"],
-            target=str(self.settings.target),
+            interval=sync.interval,
+            target=str(sync.target),
         )
 
     async def run_until(self, stop: asyncio.Event) -> int:
@@ -409,19 +417,27 @@ class Daemon:
         except SyncError as e:
             log.error("cannot_start", reason=str(e.reason), error=e.message)
             return int(exit_code_for(e.reason))
-        other = control.running_pid(self.settings.state_dir)
+        other = self.control_files.running_pid()
         if other is not None and other != os.getpid():
-            log.error("already_running", pid=other, state_dir=str(self.settings.state_dir))
+            log.error("already_running", pid=other, state_dir=str(self.store.path))
             return int(ExitCode.CONFIG)
-        probe = http_server.Probe(self.state, self.settings, self.metrics, self.scheduler_running)
+        listen = self.settings.http.listen
+        probe = http_server.Probe(
+            self.state,
+            self.settings.http,
+            self.sync_settings.timeout,
+            self.sync_settings.max_staleness,
+            self.metrics,
+            self.scheduler_running,
+        )
         try:
-            runner, self.http_port = await http_server.start(probe, self.settings["http.listen"])
+            runner, self.http_port = await http_server.start(probe, listen)
         except OSError as e:
-            log.error("cannot_listen", listen=self.settings["http.listen"], error=str(e))
+            log.error("cannot_listen", listen=listen, error=str(e))
             return int(ExitCode.CONFIG)
-        control.write_pid(self.settings.state_dir)
+        self.control_files.write_pid()
         self._start_scheduler()
-        log.info("serving", listen=self.settings["http.listen"], port=self.http_port)
+        log.info("serving", listen=listen, port=self.http_port)
         self._write_status()
         worker = asyncio.create_task(self._worker(), name="sync-worker")
         others = [
@@ -462,7 +478,7 @@ class Daemon:
         await runner.cleanup()
         self.state.syncing_since = None
         self._write_status()
-        control.remove_pid(self.settings.state_dir)
+        self.control_files.remove_pid()
         log.info("stopped")
 
 

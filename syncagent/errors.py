@@ -7,6 +7,7 @@ finds the same word in ``syncagent_failures_total`` and can map it to the CLI's 
 from __future__ import annotations
 
 import enum
+import errno
 from dataclasses import dataclass
 
 
@@ -69,3 +70,13 @@ class SyncError(Exception):
         shown = "; ".join(str(p) for p in self.problems[:5])
         more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         return f"{self.message}: {shown}{more}"
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def os_error(e: OSError, what: str, otherwise: Reason = Reason.APPLY) -> SyncError:
+    """The one classifier of local OS errors: a full or read-only disk is ``disk`` (the
+    operator frees space), anything else is ``otherwise``."""
+    reason = Reason.DISK if e.errno in FULL_ERRNOS else otherwise
+    return SyncError(reason, f"{what}: {e.strerror or e}")

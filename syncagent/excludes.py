@@ -1,5 +1,7 @@
 """Which paths the agent owns, and which are node-local (never read, changed or deleted).
 
+The profiles' lists of node-local paths are X-Road knowledge and live in xroad.py.
+
 Patterns follow rsync's filter rules, because operators migrate their ``--exclude`` lists:
 a leading ``/`` anchors at the tree root, a trailing ``/`` matches directories only, ``*``
 stays inside one path component and ``**`` crosses components; a pattern without an inner
@@ -12,29 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-PROFILES: dict[str, tuple[str, ...]] = {
-    "sidecar": (
-        "/xroad.properties",
-        "/gpghome",
-        "/conf.d/node.ini",
-        "*.tmp",
-        "/globalconf/",
-    ),
-    "xlb": (
-        "/xroad.properties",
-        "db.properties",
-        "/conf.d/node.ini",
-        "*.tmp",
-        "/postgresql",
-        "/globalconf",
-        "/gpghome",
-        "/nginx",
-        "/jetty",
-        "/backup.d",
-    ),
-    "none": (),
-}
-XROAD_PROFILES = frozenset({"sidecar", "xlb"})
+from .xroad import PROFILES
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from .metrics import CONTENT_TYPE, Metrics
-from .settings import Settings
+from .settings import HttpSettings
 from .status import Check, DaemonState
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -32,7 +32,9 @@ class Probe:
     """What the handlers read; the daemon owns all of it."""
 
     state: DaemonState
-    settings: Settings
+    http: HttpSettings
+    sync_timeout: float
+    max_staleness: float | None
     metrics: Metrics
     scheduler_running: Callable[[], bool]
 
@@ -72,22 +74,19 @@ async def upstream_check(session: aiohttp.ClientSession, url: str, timeout: floa
 
 def build_app(probe: Probe) -> web.Application:
     app = web.Application(middlewares=[_read_only])
-    settings = probe.settings
+
+    def liveness() -> list[Check]:
+        return probe.state.liveness(time.monotonic(), probe.sync_timeout, probe.scheduler_running())
 
     async def healthz(_: web.Request) -> web.Response:
-        checks = probe.state.liveness(
-            time.monotonic(), settings["sync.timeout"], probe.scheduler_running()
-        )
-        return _text(checks)
+        return _text(liveness())
 
     async def readyz(request: web.Request) -> web.Response:
-        checks = probe.state.readiness(time.time(), settings["sync.max_staleness"])
-        url = settings["http.upstream_health_url"]
+        checks = probe.state.readiness(time.time(), probe.max_staleness)
+        url = probe.http.upstream_health_url
         if url:
             checks.append(
-                await upstream_check(
-                    request.app[UPSTREAM_KEY], url, settings["http.upstream_timeout"]
-                )
+                await upstream_check(request.app[UPSTREAM_KEY], url, probe.http.upstream_timeout)
             )
         return _text(checks)
 
@@ -97,13 +96,8 @@ def build_app(probe: Probe) -> web.Application:
         return resp
 
     async def status(_: web.Request) -> web.Response:
-        doc = probe.state.to_json(time.time(), settings["sync.max_staleness"])
-        doc["healthy"] = all(
-            c.ok
-            for c in probe.state.liveness(
-                time.monotonic(), settings["sync.timeout"], probe.scheduler_running()
-            )
-        )
+        doc = probe.state.to_json(time.time(), probe.max_staleness)
+        doc["healthy"] = all(c.ok for c in liveness())
         return web.json_response(doc)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ import structlog
 from . import fswatch
 from .connection import Session, classify, connect
 from .errors import Reason, SyncError
-from .settings import Settings
+from .settings import PrimarySettings
 from .status import DaemonState
 
 log = structlog.get_logger("syncagent.keeper")
@@ -61,7 +61,9 @@ def keepalive_for(interval: float) -> float:
 class ConnectionKeeper:
     def __init__(
         self,
-        settings: Settings,
+        primary: PrimarySettings,
+        pin: Path,
+        interval: float,
         state: DaemonState,
         *,
         rng: random.Random | None = None,
@@ -69,13 +71,15 @@ class ConnectionKeeper:
         on_change: Callable[[], None] = lambda: None,
         connector: Connector = connect,
     ) -> None:
-        self.settings = settings
+        """``pin``: the accept-new key file; ``interval``: sync.interval, which sets keepalive."""
+        self.primary = primary
+        self.pin = pin
         self.state = state
         self.rng = rng or random.Random()
         self.on_connected = on_connected
         self.on_change = on_change
         self.connector = connector
-        self.keepalive = keepalive_for(settings["sync.interval"])
+        self.keepalive = keepalive_for(interval)
         self.last_error: SyncError | None = None
         self.next_attempt_in: float | None = None
         self._session: Session | None = None
@@ -86,7 +90,7 @@ class ConnectionKeeper:
         self._idle = asyncio.Event()  # set while no connect attempt is in flight
         self._idle.set()
         self._attempted = asyncio.Event()  # set once the first attempt has finished
-        self._fingerprint = credentials_fingerprint(settings)
+        self._fingerprint = credentials_fingerprint(primary)
 
     # ---- what syncs use ------------------------------------------------------------------
 
@@ -98,9 +102,7 @@ class ConnectionKeeper:
         """The open session, or the reason there is none (without waiting out a backoff)."""
         if not self.usable and not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._idle.wait(), self.settings["primary.connect_timeout"] + 2
-                )
+                await asyncio.wait_for(self._idle.wait(), self.primary.connect_timeout + 2)
         if self._session is not None and not self._session.closed:
             return self._session
         raise self.last_error or SyncError(Reason.CONNECT, "not connected to the primary yet")
@@ -154,7 +156,7 @@ class ConnectionKeeper:
 
     async def _reconnect(self, stop: asyncio.Event) -> None:
         if self._session is not None:  # lost: keepalive or the peer closed it
-            log.warning("connection_lost", host=self.settings["primary.host"])
+            log.warning("connection_lost", host=self.primary.host)
             self._retired.append(self._session)
             self._session = None
             self._set_connected(False)
@@ -204,7 +206,7 @@ class ConnectionKeeper:
     async def _try_connect(self) -> Session | None:
         self._idle.clear()
         try:
-            return await self.connector(self.settings, keepalive=self.keepalive)
+            return await self.connector(self.primary, self.pin, keepalive=self.keepalive)
         except SyncError as e:
             self.last_error = e
             return None
@@ -222,8 +224,8 @@ class ConnectionKeeper:
         self._set_connected(True)
         log.info(
             "connected",
-            host=self.settings["primary.host"],
-            port=self.settings["primary.port"],
+            host=self.primary.host,
+            port=self.primary.port,
             connects=self.state.connects,
         )
         self.on_connected()
@@ -253,12 +255,11 @@ class ConnectionKeeper:
     # ---- credential rotation -------------------------------------------------------------
 
     def credential_dirs(self) -> tuple[Path, ...]:
-        files = [self.settings["primary.identity_file"], self.settings["primary.known_hosts"]]
-        dirs = {fswatch.existing_ancestor(Path(f).parent) for f in files if f}
+        dirs = {fswatch.existing_ancestor(f.parent) for f in _credential_files(self.primary)}
         return tuple(sorted(dirs))
 
     def on_credential_event(self, _changes: fswatch.Changes) -> None:
-        fp = credentials_fingerprint(self.settings)
+        fp = credentials_fingerprint(self.primary)
         if fp != self._fingerprint:
             self._fingerprint = fp
             log.info("credentials_changed", action="reconnecting with the new files")
@@ -268,18 +269,19 @@ class ConnectionKeeper:
         await fswatch.watch("credentials", self.credential_dirs, self.on_credential_event, stop)
 
 
-def credentials_fingerprint(settings: Settings) -> str:
+def _credential_files(primary: PrimarySettings) -> list[Path]:
+    return [f for f in (primary.identity_file, primary.known_hosts) if f is not None]
+
+
+def credentials_fingerprint(primary: PrimarySettings) -> str:
     """A digest of the key and known_hosts bytes: tells a real change from a touched mount.
 
     Only the digest is kept and it is never logged.
     """
     h = hashlib.sha256()
-    for name in ("primary.identity_file", "primary.known_hosts"):
-        value = settings[name]
-        if not value:
-            continue
+    for path in _credential_files(primary):
         try:
-            h.update(Path(value).read_bytes())
+            h.update(path.read_bytes())
         except OSError as e:
             h.update(f"unreadable:{e.errno}".encode())
         h.update(b"\0")

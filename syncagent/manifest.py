@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from .tree import Kind
+from .livetree import LiveTree
+from .tree import Kind, Listing
 
 FORMAT_VERSION = 1
 
@@ -86,3 +89,44 @@ def generation_id(records: dict[str, Record]) -> str:
         h.update(f"{path}\0{r.kind}\0{r.mode:o}\0{content}\n".encode())
     return h.hexdigest()[:16]
 
+
+def new_records(
+    listing: Listing, known: dict[str, Record], hashes: dict[str, str], farm: Path
+) -> dict[str, Record]:
+    """The records of a listed tree: fetched files with their hash and staged identity, the
+    rest as the fetch plan already knew them."""
+    records: dict[str, Record] = {}
+    for path, e in listing.items():
+        if e.kind is Kind.DIR:
+            records[path] = Record(Kind.DIR, e.mode, remote_mtime=e.mtime)
+        elif path in hashes:
+            st = os.lstat(farm / path)
+            records[path] = Record(
+                Kind.FILE,
+                e.mode,
+                hashes[path],
+                size=e.size,
+                remote_mtime=e.mtime,
+                ino=st.st_ino,
+                mtime_ns=st.st_mtime_ns,
+            )
+        else:
+            records[path] = known[path]
+    return records
+
+
+def live_identity_records(
+    records: dict[str, Record], live: LiveTree, placed: set[str]
+) -> dict[str, Record]:
+    """Files that stay in place keep their live inode and mtime in the record."""
+    out = dict(records)
+    for path, rec in records.items():
+        lv = live.entries.get(path)
+        if (
+            rec.kind is Kind.FILE
+            and path not in placed
+            and lv is not None
+            and (rec.ino, rec.mtime_ns) != (lv.ino, lv.mtime_ns)
+        ):
+            out[path] = replace(rec, ino=lv.ino, mtime_ns=lv.mtime_ns)
+    return out

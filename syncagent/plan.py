@@ -19,6 +19,8 @@ from .tree import Kind, Listing, RemoteEntry, depth
 RACY_SLACK = 1.0
 # The same truncation makes a file look up to a second older than it is; settle errs the safe way.
 MTIME_RESOLUTION = 1.0
+SETTLE_MIN_WAIT = 0.1
+SETTLE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class FetchPlan:
     fetch: tuple[str, ...]
     known: dict[str, Record]  # paths whose new content the record already vouches for
     unsettled: tuple[str, ...]
+    settled_at: float | None = None  # when the youngest unsettled file counts as settled
+
+    def settle_wait(self, now: float) -> float:
+        """Seconds to wait before listing again, so every unsettled file has settled."""
+        if self.settled_at is None:
+            return 0.0
+        return max(SETTLE_MIN_WAIT, self.settled_at - now) + SETTLE_MARGIN
 
 
 def same_as_recorded(lv: LiveEntry | None, rec: Record | None) -> bool:
@@ -81,7 +90,10 @@ def plan_fetch(
         fetch.append(path)
         if settle and 0 <= now - e.mtime < settle + MTIME_RESOLUTION:
             unsettled.append(path)
-    return FetchPlan(tuple(fetch), known, tuple(unsettled))
+    settled_at = (
+        max(listing[p].mtime for p in unsettled) + settle + MTIME_RESOLUTION if unsettled else None
+    )
+    return FetchPlan(tuple(fetch), known, tuple(unsettled), settled_at)
 
 
 def _clean(e: RemoteEntry, rec: Record, listed_at: float) -> bool:

@@ -25,7 +25,8 @@ Suggested rules for the Kubernetes sidecar (supervisord inside the container)::
     command = ["supervisorctl", "restart", "xroad-proxy-ui-api"]
 
 A pattern matches a changed path or any directory above it ("/conf.d/" covers every file in
-conf.d), with the same rsync-style syntax as ``sync.exclude``.
+conf.d), with the same rsync-style syntax as ``sync.exclude``. Which program reads which path is
+recorded in ``xroad.READERS``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import structlog
 
@@ -43,7 +45,7 @@ from .command import run_command
 from .excludes import compile_pattern, matches
 from .manifest import Manifest
 from .report import Outcome, SyncResult
-from .settings import ReloadRule, Settings
+from .settings import ReloadRule, ReloadSettings
 from .tree import ancestors
 
 log = structlog.get_logger("syncagent.reload")
@@ -97,13 +99,14 @@ class Reloader:
 
     def __init__(
         self,
-        settings: Settings,
+        reload: ReloadSettings,
+        target: Path,
         on_result: Callable[[str, str], None],
         hostname: str | None = None,
     ) -> None:
-        self.rules: Sequence[ReloadRule] = settings.reload_rules
-        self.target = str(settings.target)
-        self.delay = spread_delay(settings["reload.spread"], hostname)
+        self.rules: Sequence[ReloadRule] = reload.rules
+        self.target = str(target)
+        self.delay = spread_delay(reload.spread, hostname)
         self.on_result = on_result
         self._pending: dict[str, tuple[str, list[str]]] = {}  # rule -> (generation, paths)
         self._task: asyncio.Task[None] | None = None

@@ -1,12 +1,13 @@
-"""What one sync did, in the forms its consumers need: a line, JSON, an exit code."""
+"""What one sync or rollback did, in the forms its consumers need: a line, JSON, an exit code."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ExitCode, Reason, SyncError, exit_code_for
+from .errors import ExitCode, Problem, Reason, SyncError, exit_code_for
 
 
 class Outcome(enum.StrEnum):
@@ -95,5 +96,43 @@ class SyncResult:
         if self.error is not None:
             doc["reason"] = str(self.error.reason)
             doc["error"] = self.error.message
-            doc["problems"] = [{"path": p.path, "message": p.message} for p in self.error.problems]
+            doc["problems"] = problems_json(self.error.problems)
         return doc
+
+
+@dataclass
+class RollbackResult:
+    """What one rollback did, or why it was refused; like a sync, never an exception."""
+
+    generation: str | None  # the generation rolled back to (or asked for)
+    previous: str | None
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    error: SyncError | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.error is None else ExitCode.FAILED
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {
+                "result": "failed",
+                "reason": str(self.error.reason),
+                "error": self.error.message,
+                "problems": problems_json(self.error.problems),
+            }
+        return {
+            "result": "rolled_back",
+            "generation": self.generation,
+            "previous_generation": self.previous,
+            "added": self.added,
+            "modified": self.modified,
+            "removed": self.removed,
+        }
+
+
+def problems_json(problems: Iterable[Problem]) -> list[dict[str, str]]:
+    """The one JSON shape of a problem, in every command's output."""
+    return [{"path": p.path, "message": p.message} for p in problems]

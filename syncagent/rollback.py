@@ -6,7 +6,8 @@ changed through the live tree's link by a careless edit). The live tree is diffe
 sync diffs it, so directories keep their inodes and keyconf.xml lands last.
 
 The caller pauses syncing before calling: otherwise the daemon's next sync would put the
-primary's (presumably broken) configuration straight back.
+primary's (presumably broken) configuration straight back. Like a sync, a rollback never raises
+for a failure: its result carries the reason.
 """
 
 from __future__ import annotations
@@ -14,43 +15,25 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from . import apply as applying
-from . import engine
-from .errors import Problem, Reason, SyncError
+from .errors import Problem, Reason, SyncError, os_error
 from .livetree import scan
-from .manifest import Manifest, Record
+from .manifest import Manifest, Record, live_identity_records
 from .plan import diff, trusted_live
+from .report import RollbackResult
 from .settings import Settings
-from .state import StateDir
+from .stage import Ownership, link_live_files
+from .state import StateDir, open_state
 from .tree import Kind
+from .validate import check_local_node
 
 log = structlog.get_logger("syncagent.rollback")
 
 CHUNK = 1024 * 1024
-
-
-@dataclass
-class Rollback:
-    generation: str
-    previous: str | None
-    added: list[str] = field(default_factory=list)
-    modified: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "result": "rolled_back",
-            "generation": self.generation,
-            "previous_generation": self.previous,
-            "added": self.added,
-            "modified": self.modified,
-            "removed": self.removed,
-        }
 
 
 def choose(state: StateDir, requested: str | None, live: str | None) -> str:
@@ -110,46 +93,50 @@ def verify(state: StateDir, gen: str) -> Manifest:
     return manifest
 
 
-def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) -> Rollback:
+def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) -> RollbackResult:
     """Blocking part, run in a thread under the sync lock."""
+    sync = settings.sync
     kept = verify(state, gen)
-    live = scan(settings.target, engine.path_filter(settings))
-    ch = diff(
-        kept.records,
-        live,
-        trusted_live(live.entries, state.current()),
-        tuple(settings["sync.commit_last"]),
-    )
+    live = scan(sync.target, sync.path_filter())
+    ch = diff(kept.records, live, trusted_live(live.entries, state.current()), sync.commit_last)
     gen_dir = state.generation_dir(gen)
-    records = engine.with_live_identity(kept.records, live, ch, settings.target, gen_dir)
-    manifest = Manifest(gen, kept.listed_at, records)
+    placed = set(ch.place)
+    link_live_files(kept.records, live, placed, sync.target, gen_dir)
+    manifest = Manifest(gen, kept.listed_at, live_identity_records(kept.records, live, placed))
     if ch.empty():
         state.write_current(manifest)
     else:
-        engine.publish(settings, state, manifest, gen_dir, ch)
-    return Rollback(gen, live_gen, ch.added, ch.modified, ch.removed)
+        applying.publish(state, sync.target, manifest, gen_dir, ch, Ownership.of(sync))
+    return RollbackResult(gen, live_gen, ch.added, ch.modified, ch.removed)
 
 
-async def rollback(settings: Settings, requested: str | None) -> Rollback:
-    """Roll the live tree back to a kept generation; raises SyncError with the reason."""
-    state = engine.open_state(settings)
-    async with engine.locked(state, settings["sync.timeout"]):
-        await engine.finish_in_thread(applying.recover, state, settings.target)
-        engine.check_local_node(settings)
-        current = state.current()
-        live_gen = current.generation if current else None
-        gen = choose(state, requested, live_gen)
-        try:
-            # like a sync's apply: finishes under the lock even if the rollback is cancelled
-            result = await engine.finish_in_thread(_apply, settings, state, gen, live_gen)
-        except OSError as e:
-            raise SyncError(Reason.APPLY, f"rolling back to {gen}: {e.strerror or e}") from None
+async def rollback(settings: Settings, requested: str | None) -> RollbackResult:
+    """Roll the live tree back to a kept generation; the result says how, or why not."""
+    try:
+        result = await _rollback(settings, requested)
+    except SyncError as e:
+        return RollbackResult(requested, None, error=e)
     log.warning(
         "rolled_back",
-        generation=gen,
-        previous=live_gen,
+        generation=result.generation,
+        previous=result.previous,
         added=len(result.added),
         modified=len(result.modified),
         removed=len(result.removed),
     )
     return result
+
+
+async def _rollback(settings: Settings, requested: str | None) -> RollbackResult:
+    sync = settings.sync
+    state = open_state(sync.state_dir, sync.target)
+    async with applying.locked_and_recovered(state, sync.target, sync.timeout):
+        check_local_node(sync)
+        current = state.current()
+        live_gen = current.generation if current else None
+        gen = choose(state, requested, live_gen)
+        try:
+            # like a sync's apply: finishes under the lock even if the rollback is cancelled
+            return await applying.finish_in_thread(_apply, settings, state, gen, live_gen)
+        except OSError as e:
+            raise os_error(e, f"rolling back to {gen}") from None

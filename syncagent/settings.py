@@ -1,13 +1,17 @@
 """Effective settings: defaults, then the TOML file, then ``SYNCAGENT_*`` env, then CLI flags.
 
-Every key is declared once in ``FIELDS``; the env names, CLI flags, ``check-config`` output and
-README table all derive from that list, so they cannot drift apart. Each value remembers where it
-came from, so an error can say "sync.interval (env SYNCAGENT_SYNC_INTERVAL): ...".
+Every key is declared once, as a field of its section's frozen dataclass (its type, default,
+parser and help together); the env names, CLI flags, ``check-config`` output and the README's
+reference table (``syncagent check-config --markdown``) all derive from those declarations, so
+they cannot drift apart. Consumers take the typed section they need (``connect(settings.primary,
+...)``); nothing outside this module looks a value up by name. Each value remembers where it came
+from, so an error can say "sync.interval (env SYNCAGENT_SYNC_INTERVAL): ...".
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import math
 import os
@@ -20,15 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import testhooks
 from .errors import Problem, Reason
-from .excludes import PROFILES, XROAD_PROFILES, compile_pattern
+from .excludes import PathFilter, compile_pattern
+from .xroad import DISABLE_FLAG, PROFILES, XROAD_PROFILES
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
 LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+CONFIG_ENV = "SYNCAGENT_CONFIG"
+PRIMARY_DNS_ENV = "XROAD_PRIMARY_DNS"  # what the sidecar image already sets
+STATE_DIR_NAME = ".syncagent"
 
 
 class SettingError(ValueError):
     pass
+
+
+# ---- parsers: raw TOML / env / flag values to typed ones -------------------------------------
 
 
 def _str(v: Any) -> str:
@@ -39,6 +52,14 @@ def _str(v: Any) -> str:
 
 def _opt_str(v: Any) -> str | None:
     return None if v in (None, "") else _str(v)
+
+
+def _path(v: Any) -> Path:
+    return Path(_str(v))
+
+
+def _opt_path(v: Any) -> Path | None:
+    return None if v in (None, "") else _path(v)
 
 
 def _number(v: Any) -> float:
@@ -184,13 +205,168 @@ def _listen(v: Any) -> str:
     return s
 
 
+# ---- declarations ----------------------------------------------------------------------------
+
+
+def setting(default: Any, parse: Callable[[Any], Any], help: str, *, shown: str = "") -> Any:
+    """Declare one key: its default, the parser of raw values and its one-line meaning.
+
+    ``shown`` replaces the default in the reference when the default is derived.
+    """
+    return field(metadata={"default": default, "parse": parse, "help": help, "shown": shown})
+
+
+@dataclass(frozen=True)
+class PrimarySettings:
+    """Where the primary is and how to reach it."""
+
+    host: str = setting(None, _opt_str, f"Primary's DNS name or address (else {PRIMARY_DNS_ENV}).")
+    port: int = setting(22, _port, "SSH port of the primary.")
+    user: str = setting("xroad-slave", _str, "SSH user: a read-only SFTP account is enough.")
+    identity_file: Path = setting(
+        Path("/etc/.ssh/id_rsa"), _path, "Private key; re-read on every connect."
+    )
+    known_hosts: Path | None = setting(
+        None, _opt_path, "known_hosts file (plain or @cert-authority lines)."
+    )
+    host_key_policy: str = setting(
+        "strict",
+        _choice(HOST_KEY_POLICIES),
+        "strict: known_hosts must match; accept-new: pin the first key; insecure: no check.",
+    )
+    remote_root: str = setting("/etc/xroad", _str, "Directory to mirror on the primary.")
+    connect_timeout: float = setting(5.0, _positive, "Seconds for TCP + SSH handshake + auth.")
+    io_timeout: float = setting(30.0, _positive, "Seconds any one SFTP request may take.")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """What is synced where, how often, and what a tree must satisfy."""
+
+    target: Path = setting(Path("/etc/xroad"), _path, "Local directory that receives the tree.")
+    state_dir: Path = setting(
+        None,
+        _opt_path,
+        "Journal, staging, generations; must be on the target's filesystem.",
+        shown=f"<target>/{STATE_DIR_NAME}",
+    )
+    profile: str = setting(
+        "sidecar",
+        _choice(tuple(PROFILES)),
+        "Node-local excludes and X-Road checks: sidecar, xlb or none.",
+    )
+    exclude: tuple[str, ...] = setting((), _patterns, "Extra rsync-style exclude patterns.")
+    include: tuple[str, ...] = setting((), _patterns, "Patterns taken back from the excludes.")
+    interval: float = setting(60.0, _positive, "Seconds between syncs (daemon).")
+    jitter: float = setting(0.1, _non_negative, "Random extra delay, as a fraction of interval.")
+    settle: float = setting(2.0, _non_negative, "Files younger than this wait a round.")
+    keep_generations: int = setting(3, _count, "Replaced generations kept for rollback.")
+    max_files: int = setting(20000, _count, "Refuse a tree with more entries.")
+    max_total_bytes: int = setting(256 * 1024**2, _size, "Refuse a tree larger than this.")
+    max_file_bytes: int = setting(64 * 1024**2, _size, "Refuse any one file larger than this.")
+    max_depth: int = setting(32, _count, "Refuse a tree nested deeper than this.")
+    owner: int | None = setting(None, _user, "Owner of written files (default: owner of target).")
+    group: int | None = setting(None, _group, "Group of written files (default: group of target).")
+    commit_last: tuple[str, ...] = setting(
+        ("signer/keyconf.xml",), _list, "Files renamed into place after every other file."
+    )
+    validate_command: tuple[str, ...] | None = setting(
+        None, _argv, "Extra check run on the staged tree; non-zero rejects the sync."
+    )
+    validate_timeout: float = setting(60.0, _positive, "Seconds validate_command may run.")
+    max_staleness: float | None = setting(
+        None,
+        _opt_positive,
+        "Not ready when the last success is older than this (unset: stay ready).",
+    )
+    timeout: float = setting(300.0, _positive, "Seconds one whole sync may take.")
+    disable_flag: Path = setting(
+        DISABLE_FLAG,
+        _path,
+        "A file whose presence pauses syncing, as `syncagent pause` does (IG-XLB's habit).",
+    )
+
+    @property
+    def xroad_checks(self) -> bool:
+        return self.profile in XROAD_PROFILES
+
+    def path_filter(self) -> PathFilter:
+        """The profile's node-local paths, the extra excludes and includes, and the state dir
+        (when it lives inside the target) protected from every include."""
+        protected = (f"/{rel}/",) if (rel := self.state_relpath()) else ()
+        return PathFilter.build(self.profile, self.exclude, self.include, protected)
+
+    def state_relpath(self) -> str | None:
+        """The state dir relative to target when it lives inside it (it must then be excluded)."""
+        try:
+            rel = self.state_dir.resolve().relative_to(self.target.resolve())
+        except ValueError:
+            return None
+        return rel.as_posix()
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The daemon's one read-only HTTP port."""
+
+    listen: str = setting(
+        "127.0.0.1:9101", _listen, "HOST:PORT for /healthz /readyz /metrics /status."
+    )
+    upstream_health_url: str | None = setting(
+        None,
+        _opt_str,
+        "Also require this URL to answer 2xx for /readyz (e.g. http://127.0.0.1:5588/).",
+    )
+    upstream_timeout: float = setting(2.0, _positive, "Seconds for the upstream health check.")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = setting(
+        "auto", _choice(LOG_FORMATS), "json, console, or auto (JSON unless stderr is a TTY)."
+    )
+    level: str = setting("info", _choice(LOG_LEVELS), "Log level.")
+
+
+@dataclass(frozen=True)
+class ReloadRule:
+    name: str
+    paths: tuple[str, ...]
+    command: tuple[str, ...]
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReloadSettings:
+    """Commands run after an apply; ``rules`` come from ``[[reload]]`` tables only."""
+
+    spread: float = setting(0.0, _non_negative, "Max per-host delay before reload commands run.")
+    rules: tuple[ReloadRule, ...] = ()
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "primary": PrimarySettings,
+    "sync": SyncSettings,
+    "http": HttpSettings,
+    "log": LogSettings,
+    "reload": ReloadSettings,
+}
+
+
 @dataclass(frozen=True)
 class Field:
+    """One declared key, as the loader, the CLI and the reference see it."""
+
     section: str
     key: str
     parse: Callable[[Any], Any]
     default: Any
     help: str
+    shown: str = ""
 
     @property
     def name(self) -> str:
@@ -205,154 +381,42 @@ class Field:
         return f"--{self.section}-{self.key}".replace("_", "-")
 
 
-FIELDS: tuple[Field, ...] = (
+FIELDS: tuple[Field, ...] = tuple(
     Field(
-        "primary", "host", _opt_str, None, "Primary's DNS name or address (else XROAD_PRIMARY_DNS)."
-    ),
-    Field("primary", "port", _port, 22, "SSH port of the primary."),
-    Field("primary", "user", _str, "xroad-slave", "SSH user: a read-only SFTP account is enough."),
-    Field(
-        "primary",
-        "identity_file",
-        _str,
-        "/etc/.ssh/id_rsa",
-        "Private key; re-read on every connect.",
-    ),
-    Field(
-        "primary",
-        "known_hosts",
-        _opt_str,
-        None,
-        "known_hosts file (plain or @cert-authority lines).",
-    ),
-    Field(
-        "primary",
-        "host_key_policy",
-        _choice(HOST_KEY_POLICIES),
-        "strict",
-        "strict: known_hosts must match; accept-new: pin the first key; insecure: no check.",
-    ),
-    Field("primary", "remote_root", _str, "/etc/xroad", "Directory to mirror on the primary."),
-    Field("primary", "connect_timeout", _positive, 5.0, "Seconds for TCP + SSH handshake + auth."),
-    Field("primary", "io_timeout", _positive, 30.0, "Seconds any one SFTP request may take."),
-    Field("sync", "target", _str, "/etc/xroad", "Local directory that receives the tree."),
-    Field(
-        "sync",
-        "state_dir",
-        _opt_str,
-        None,
-        "Journal, staging, generations (default <target>/.syncagent).",
-    ),
-    Field(
-        "sync",
-        "profile",
-        _choice(tuple(PROFILES)),
-        "sidecar",
-        "Node-local excludes and X-Road checks: sidecar, xlb or none.",
-    ),
-    Field("sync", "exclude", _patterns, (), "Extra rsync-style exclude patterns."),
-    Field("sync", "include", _patterns, (), "Patterns taken back from the excludes."),
-    Field("sync", "interval", _positive, 60.0, "Seconds between syncs (daemon)."),
-    Field("sync", "jitter", _non_negative, 0.1, "Random extra delay, as a fraction of interval."),
-    Field("sync", "settle", _non_negative, 2.0, "Files younger than this wait a round."),
-    Field("sync", "keep_generations", _count, 3, "Replaced generations kept for rollback."),
-    Field("sync", "max_files", _count, 20000, "Refuse a tree with more entries."),
-    Field("sync", "max_total_bytes", _size, 256 * 1024**2, "Refuse a tree larger than this."),
-    Field("sync", "max_file_bytes", _size, 64 * 1024**2, "Refuse any one file larger than this."),
-    Field("sync", "max_depth", _count, 32, "Refuse a tree nested deeper than this."),
-    Field("sync", "owner", _user, None, "Owner of written files (default: owner of target)."),
-    Field("sync", "group", _group, None, "Group of written files (default: group of target)."),
-    Field(
-        "sync",
-        "commit_last",
-        _list,
-        ("signer/keyconf.xml",),
-        "Files renamed into place after every other file.",
-    ),
-    Field(
-        "sync",
-        "validate_command",
-        _argv,
-        None,
-        "Extra check run on the staged tree; non-zero rejects the sync.",
-    ),
-    Field("sync", "validate_timeout", _positive, 60.0, "Seconds validate_command may run."),
-    Field(
-        "sync",
-        "max_staleness",
-        _opt_positive,
-        None,
-        "Not ready when the last success is older than this (unset: stay ready).",
-    ),
-    Field("sync", "timeout", _positive, 300.0, "Seconds one whole sync may take."),
-    Field(
-        "http",
-        "listen",
-        _listen,
-        "127.0.0.1:9101",
-        "HOST:PORT for /healthz /readyz /metrics /status.",
-    ),
-    Field(
-        "http",
-        "upstream_health_url",
-        _opt_str,
-        None,
-        "Also require this URL to answer 2xx for /readyz (e.g. http://127.0.0.1:5588/).",
-    ),
-    Field("http", "upstream_timeout", _positive, 2.0, "Seconds for the upstream health check."),
-    Field(
-        "log", "format", _choice(LOG_FORMATS), "auto", "json, console, or auto (json unless a TTY)."
-    ),
-    Field("log", "level", _choice(("debug", "info", "warning", "error")), "info", "Log level."),
-    Field("reload", "spread", _non_negative, 0.0, "Max per-host delay before reload commands run."),
+        section,
+        f.name,
+        f.metadata["parse"],
+        f.metadata["default"],
+        f.metadata["help"],
+        f.metadata["shown"],
+    )
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+    if "parse" in f.metadata
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
 
 @dataclass(frozen=True)
-class ReloadRule:
-    name: str
-    paths: tuple[str, ...]
-    command: tuple[str, ...]
-    timeout: float = 60.0
-
-
-@dataclass(frozen=True)
 class Settings:
-    """Typed view of the effective values; ``sources`` says where each came from."""
+    """Typed view of the effective values, one object per section; ``sources`` says where
+    each came from."""
 
-    values: Mapping[str, Any]
+    primary: PrimarySettings
+    sync: SyncSettings
+    http: HttpSettings
+    log: LogSettings
+    reload: ReloadSettings
     sources: Mapping[str, str]
-    reload_rules: tuple[ReloadRule, ...] = ()
     config_file: Path | None = None
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values[name]
-
-    @property
-    def target(self) -> Path:
-        return Path(self.values["sync.target"])
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(self.values["sync.state_dir"])
-
-    @property
-    def xroad_checks(self) -> bool:
-        return self.values["sync.profile"] in XROAD_PROFILES
-
-    def state_relpath(self) -> str | None:
-        """The state dir relative to target when it lives inside it (it must then be excluded)."""
-        try:
-            rel = self.state_dir.resolve().relative_to(self.target.resolve())
-        except ValueError:
-            return None
-        return rel.as_posix()
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(key, value, source) rows for check-config; no value here is secret."""
-        rows = [(f.name, _show(self.values[f.name]), self.sources[f.name]) for f in FIELDS]
-        for rule in self.reload_rules:
+        rows = [
+            (f.name, _show(getattr(getattr(self, f.section), f.key)), self.sources[f.name])
+            for f in FIELDS
+        ]
+        for rule in self.reload.rules:
             rows.append(
                 (f"reload.{rule.name}", f"{list(rule.paths)} -> {list(rule.command)}", "file")
             )
@@ -363,6 +427,9 @@ def _show(v: Any) -> str:
     if isinstance(v, tuple):
         return ", ".join(v) if v else "(none)"
     return "(unset)" if v is None else str(v)
+
+
+# ---- loading ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -378,7 +445,10 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> tuple[Settings | None, list[Problem]]:
-    """Build the effective settings, or return every problem found (never just the first)."""
+    """Build the effective settings, or return every problem found (never just the first).
+
+    ``overrides`` are CLI flag values keyed by the declared name ("sync.interval").
+    """
     env = os.environ if env is None else env
     overrides = overrides or {}
     loader = _Loader()
@@ -388,7 +458,7 @@ def load(
     path = (
         Path(config_file)
         if config_file
-        else (Path(env["SYNCAGENT_CONFIG"]) if env.get("SYNCAGENT_CONFIG") else None)
+        else (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
     )
     if path is not None:
         doc = _read_toml(path, loader)
@@ -396,8 +466,8 @@ def load(
             raw.update(_flatten(doc, str(path), loader))
             reload_rules = _reload_rules(doc.get("reload"), str(path), loader)
 
-    if env.get("XROAD_PRIMARY_DNS") and "primary.host" not in raw:
-        raw["primary.host"] = (env["XROAD_PRIMARY_DNS"], "env XROAD_PRIMARY_DNS")
+    if env.get(PRIMARY_DNS_ENV) and "primary.host" not in raw:
+        raw["primary.host"] = (env[PRIMARY_DNS_ENV], f"env {PRIMARY_DNS_ENV}")
     for f in FIELDS:
         if f.env in env:
             raw[f.name] = (env[f.env], f"env {f.env}")
@@ -419,7 +489,27 @@ def load(
     _cross_checks(values, sources, loader)
     if loader.problems:
         return None, loader.problems
-    return Settings(values, sources, reload_rules, path), []
+    return _build(values, sources, reload_rules, path), []
+
+
+def _build(
+    values: Mapping[str, Any],
+    sources: Mapping[str, str],
+    reload_rules: tuple[ReloadRule, ...],
+    path: Path | None,
+) -> Settings:
+    sections = {
+        name: cls(
+            **{
+                f.name: values[f"{name}.{f.name}"]
+                for f in dataclasses.fields(cls)
+                if "parse" in f.metadata
+            }
+        )
+        for name, cls in SECTIONS.items()
+    }
+    sections["reload"] = dataclasses.replace(sections["reload"], rules=reload_rules)
+    return Settings(**sections, sources=dict(sources), config_file=path)
 
 
 def _read_toml(path: Path, loader: _Loader) -> dict[str, Any] | None:
@@ -481,19 +571,19 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
         loader.problem(
             "primary.host",
             "required: set it in the config file, "
-            "SYNCAGENT_PRIMARY_HOST, XROAD_PRIMARY_DNS or --primary-host",
+            f"SYNCAGENT_PRIMARY_HOST, {PRIMARY_DNS_ENV} or --primary-host",
         )
     if values["primary.host_key_policy"] == "strict" and not values["primary.known_hosts"]:
         loader.problem(
             f"primary.known_hosts ({sources['primary.known_hosts']})",
             "required when host_key_policy is strict (or choose accept-new)",
         )
-    for name in ("sync.target", "primary.remote_root"):
+    for name in ("sync.target", "primary.remote_root", "sync.disable_flag"):
         if not str(values[name]).startswith("/"):
             loader.problem(f"{name} ({sources[name]})", "must be an absolute path")
     if values["sync.state_dir"] is None:
-        values["sync.state_dir"] = str(Path(values["sync.target"]) / ".syncagent")
-        sources["sync.state_dir"] = "default (<target>/.syncagent)"
+        values["sync.state_dir"] = Path(values["sync.target"]) / STATE_DIR_NAME
+        sources["sync.state_dir"] = f"default (<target>/{STATE_DIR_NAME})"
     elif not str(values["sync.state_dir"]).startswith("/"):
         loader.problem(f"sync.state_dir ({sources['sync.state_dir']})", "must be an absolute path")
 
@@ -501,30 +591,71 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
 def file_problems(settings: Settings) -> list[Problem]:
     """Checks that touch the filesystem; separate so `load` stays pure for tests."""
     problems: list[Problem] = []
+    sources = settings.sources
 
-    def need(name: str, kind: str) -> None:
-        value = settings[name]
+    def need(name: str, value: Path | None, kind: str) -> None:
         if value is None:
             return
-        p = Path(value)
-        ok = p.is_dir() if kind == "dir" else p.is_file()
+        ok = value.is_dir() if kind == "dir" else value.is_file()
         if not ok:
             problems.append(
                 Problem(
-                    f"{name} ({settings.sources[name]})",
-                    f"{value} is not an existing {kind}",
-                    Reason.CONFIG,
+                    f"{name} ({sources[name]})", f"{value} is not an existing {kind}", Reason.CONFIG
                 )
             )
-        elif kind == "file" and not os.access(p, os.R_OK):
+        elif kind == "file" and not os.access(value, os.R_OK):
             problems.append(
-                Problem(
-                    f"{name} ({settings.sources[name]})", f"{value} is not readable", Reason.CONFIG
-                )
+                Problem(f"{name} ({sources[name]})", f"{value} is not readable", Reason.CONFIG)
             )
 
-    need("primary.identity_file", "file")
-    if settings["primary.host_key_policy"] == "strict":
-        need("primary.known_hosts", "file")
-    need("sync.target", "dir")
+    need("primary.identity_file", settings.primary.identity_file, "file")
+    if settings.primary.host_key_policy == "strict":
+        need("primary.known_hosts", settings.primary.known_hosts, "file")
+    need("sync.target", settings.sync.target, "dir")
     return problems
+
+
+# ---- the reference (README) ------------------------------------------------------------------
+
+
+def _toml(v: Any) -> str:
+    if v is None:
+        return "(unset)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int) and v >= 1024**2 and v % 1024**2 == 0:
+        return f"{v // 1024**2} MiB"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, str | Path):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml(s) for s in v) + "]"
+    return str(v)
+
+
+def reference_markdown() -> str:
+    """The configuration reference, as the README shows it: every key, default, env, flag."""
+    lines = [
+        "| key | default | env / flag | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in FIELDS:
+        default = f.shown or _toml(f.default)
+        lines.append(f"| `{f.name}` | `{default}` | `{f.env}`<br>`{f.flag}` | {f.help} |")
+    lines += [
+        "",
+        "`[[reload]]` rules (`name`, `paths`, `command`, `timeout`) come from the TOML file only.",
+        "",
+        "Environment variables that are not keys:",
+        "",
+        "| variable | meaning |",
+        "|---|---|",
+        f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given. |",
+        f"| `{PRIMARY_DNS_ENV}` | `primary.host` when nothing more specific sets it "
+        "(the sidecar image sets it). |",
+        "| `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID` | Set by systemd: readiness and "
+        "watchdog pings (`Type=notify`, `WatchdogSec=`). |",
+    ]
+    lines += [f"| `{name}` | Test hook: {meaning} |" for name, meaning in testhooks.DOCUMENTED]
+    return "\n".join(lines) + "\n"

@@ -20,8 +20,9 @@ import asyncssh
 from .connection import Session, classify, gather_or_cancel, request
 from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
+from .names import check_name, check_symlink
+from .settings import SyncSettings
 from .tree import Kind, Listing, RemoteEntry, sanitise_mode
-from .validate import check_name, check_symlink
 
 T = TypeVar("T")
 READDIR_CONCURRENCY = 8
@@ -33,6 +34,10 @@ class Limits:
     max_total_bytes: int
     max_file_bytes: int
     max_depth: int
+
+    @classmethod
+    def of(cls, sync: SyncSettings) -> Limits:
+        return cls(sync.max_files, sync.max_total_bytes, sync.max_file_bytes, sync.max_depth)
 
 
 class _Walk:
@@ -74,14 +79,10 @@ class _Walk:
             assert isinstance(raw, bytes)
             if raw in (b".", b".."):
                 continue
-            problem = check_name(raw)
             shown = raw.decode("utf-8", "backslashreplace")
+            problem = check_name(f"{rel}/{shown}" if rel else shown, raw)
             if problem:
-                raise SyncError(
-                    Reason.VALIDATION,
-                    "unsafe name in the primary's tree",
-                    (Problem(f"{rel}/{shown}" if rel else shown, problem),),
-                )
+                raise SyncError(Reason.VALIDATION, "unsafe name in the primary's tree", (problem,))
             path = posixpath.join(rel, raw.decode()) if rel else raw.decode()
             entry = await self.entry(path, name.attrs, level)
             if entry is None:
@@ -189,10 +190,8 @@ def symlink_problems(listing: Listing) -> list[Problem]:
     paths = frozenset(listing)
     problems = []
     for path, e in listing.items():
-        if e.kind is Kind.SYMLINK:
-            why = check_symlink(path, e.link or "", paths)
-            if why:
-                problems.append(Problem(path, why))
+        if e.kind is Kind.SYMLINK and (p := check_symlink(path, e.link or "", paths)):
+            problems.append(p)
     return problems
 
 

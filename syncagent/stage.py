@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import hashlib
 import os
 import posixpath
@@ -23,8 +22,10 @@ from typing import TypeVar
 import asyncssh
 
 from .connection import Session, classify, gather_or_cancel, request
-from .errors import Reason, SyncError
+from .errors import SyncError, os_error
+from .livetree import LiveTree
 from .manifest import Record
+from .settings import SyncSettings
 from .state import fsync_dir
 from .tree import Kind, Listing, RemoteEntry
 
@@ -40,8 +41,20 @@ class SnapshotMoved(Exception):
 
 @dataclass(frozen=True)
 class Ownership:
+    """Who owns what the agent writes (None: leave as created)."""
+
     uid: int | None
     gid: int | None
+
+    @classmethod
+    def of(cls, sync: SyncSettings) -> Ownership:
+        """sync.owner/group, else the target's own owner and group."""
+        st = sync.target.stat()
+        uid: int | None = sync.owner if sync.owner is not None else st.st_uid
+        gid = sync.group if sync.group is not None else st.st_gid
+        if os.geteuid() != 0 and uid != os.geteuid():
+            uid = None  # an unprivileged agent can only write files it owns
+        return cls(uid, gid)
 
     def apply_fd(self, fd: int) -> None:
         if self.uid is None and self.gid is None:
@@ -51,11 +64,6 @@ class Ownership:
         gid = st.st_gid if self.gid is None else self.gid
         if (uid, gid) != (st.st_uid, st.st_gid):
             os.fchown(fd, uid, gid)
-
-
-def disk_error(e: OSError, what: str) -> SyncError:
-    reason = Reason.DISK if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) else Reason.APPLY
-    return SyncError(reason, f"{what}: {e.strerror or e}")
 
 
 async def fetch_files(
@@ -90,7 +98,7 @@ def _private_dirs(dest: Path, rel: str) -> None:
     try:
         (dest / rel).mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
     except OSError as e:
-        raise disk_error(e, f"staging {rel}") from None
+        raise os_error(e, f"staging {rel}") from None
 
 
 async def _fetch_one(
@@ -101,7 +109,7 @@ async def _fetch_one(
     try:
         fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        raise disk_error(e, f"staging {local.name}") from None
+        raise os_error(e, f"staging {local.name}") from None
     try:
         f = await _io(session, session.sftp.open(remote.encode(), "rb"), remote)
         try:
@@ -128,7 +136,7 @@ async def _fetch_one(
     except asyncssh.SFTPNoSuchFile:
         raise SnapshotMoved(f"{remote} vanished while fetching") from None
     except OSError as e:
-        raise disk_error(e, f"staging {remote}") from None
+        raise os_error(e, f"staging {remote}") from None
     finally:
         os.close(fd)
     os.utime(local, (entry.mtime, entry.mtime))
@@ -174,7 +182,21 @@ def build_candidate(
     except SyncError:
         raise
     except OSError as e:
-        raise disk_error(e, "building the candidate tree") from None
+        raise os_error(e, "building the candidate tree") from None
+
+
+def link_live_files(
+    records: dict[str, Record], live: LiveTree, placed: set[str], target: Path, farm: Path
+) -> None:
+    """Files that stay in place are the live file in the candidate tree, not a copy, so the
+    generation store and the live tree share them (and their inode stays in the record)."""
+    for path, rec in records.items():
+        lv = live.entries.get(path)
+        if rec.kind is Kind.FILE and path not in placed and lv is not None:
+            farm_file = farm / path
+            if os.path.lexists(farm_file) and os.lstat(farm_file).st_ino != lv.ino:
+                farm_file.unlink()
+                os.link(target / path, farm_file)
 
 
 def fresh_dir(path: Path) -> None:

@@ -1,24 +1,33 @@
-"""The agent's private state directory and what lives in it.
+"""The agent's private state directory: every file in it is named here, and only here.
 
-    <state_dir>/lock                 one sync at a time, across processes (engine.locked)
+    <state_dir>/lock                 one sync at a time, across processes (``locked``)
     <state_dir>/current.json         record of the live generation
     <state_dir>/journal.json         present only while an apply is in flight
     <state_dir>/staging/             candidate tree being built
     <state_dir>/generations/<id>/    hardlink copy of a generation (live + kept ones)
     <state_dir>/generations/<id>.json  its record
+    <state_dir>/status.json          the daemon's last status (``syncagent status``)
+    <state_dir>/daemon.pid           pid and start time of the running daemon
+    <state_dir>/paused               pause flag (``syncagent pause``)
+    <state_dir>/sync-now             trigger file (``syncagent sync-now`` without a signal)
+    <state_dir>/known_hosts.pinned   the primary's key under host_key_policy = accept-new
 
 It holds copies of secrets (db.properties), so it is 0700.
 """
 
 from __future__ import annotations
 
-import errno
+import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .errors import Reason, SyncError
+from .errors import Reason, SyncError, os_error
 from .manifest import Manifest
 
 
@@ -46,10 +55,21 @@ def fsync_dir(path: Path) -> None:
 class StateDir:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock = path / "lock"
         self.journal = path / "journal.json"
         self.current_file = path / "current.json"
         self.staging = path / "staging"
         self.generations = path / "generations"
+        self.status_file = path / "status.json"
+        self.pid_file = path / "daemon.pid"
+        self.pause_flag = path / "paused"
+        self.trigger = path / "sync-now"
+        self.pinned_host_key = path / "known_hosts.pinned"
+
+    @property
+    def candidate(self) -> Path:
+        """Where a sync builds its candidate tree."""
+        return self.staging / "tree"
 
     def ensure(self) -> None:
         try:
@@ -57,11 +77,7 @@ class StateDir:
             self.generations.mkdir(mode=0o700, exist_ok=True)
             self.staging.mkdir(mode=0o700, exist_ok=True)
         except OSError as e:
-            full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-            raise SyncError(
-                Reason.DISK if full else Reason.CONFIG,
-                f"cannot create state_dir {self.path}: {e.strerror}",
-            ) from None
+            raise os_error(e, f"cannot create state_dir {self.path}", Reason.CONFIG) from None
 
     def check_same_filesystem(self, target: Path) -> None:
         """rename(2) cannot cross filesystems; find out at start, not mid-apply."""
@@ -93,9 +109,12 @@ class StateDir:
     def generation_dir(self, gen: str) -> Path:
         return self.generations / gen
 
+    def generation_record(self, gen: str) -> Path:
+        return self.generations / f"{gen}.json"
+
     def generation_manifest(self, gen: str) -> Manifest | None:
         try:
-            doc = json.loads((self.generations / f"{gen}.json").read_bytes())
+            doc = json.loads(self.generation_record(gen).read_bytes())
         except FileNotFoundError:
             return None
         return Manifest.from_json(doc)
@@ -106,7 +125,7 @@ class StateDir:
         if dest.exists():
             shutil.rmtree(dest)
         farm.rename(dest)
-        atomic_write(self.generations / f"{manifest.generation}.json", manifest.dumps())
+        atomic_write(self.generation_record(manifest.generation), manifest.dumps())
         return dest
 
     def kept_generations(self) -> list[str]:
@@ -125,3 +144,31 @@ class StateDir:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+
+
+def open_state(state_dir: Path, target: Path) -> StateDir:
+    """The state dir, created if needed, on the target's filesystem."""
+    state = StateDir(state_dir)
+    state.ensure()
+    state.check_same_filesystem(target)
+    return state
+
+
+@contextlib.asynccontextmanager
+async def locked(state: StateDir, timeout: float) -> AsyncIterator[None]:
+    """Hold the state dir's lock: one sync, rollback or roll-forward at a time, across
+    processes. Waits up to ``timeout`` without blocking the event loop."""
+    fd = os.open(state.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SyncError(Reason.APPLY, f"another sync holds {state.lock}") from None
+                await asyncio.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)

@@ -20,7 +20,6 @@ from typing import Any
 from .report import Outcome, SyncResult
 from .state import atomic_write
 
-STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
 SYNC_GRACE = 5.0  # seconds past sync.timeout before liveness fails (the engine times out first)
 HEARTBEAT_MAX_AGE = 30.0  # the scheduler's heartbeat job must have fired this recently
@@ -162,18 +161,14 @@ def _change_doc(result: SyncResult | None) -> dict[str, Any] | None:
     }
 
 
-def status_path(state_dir: Path) -> Path:
-    return state_dir / STATUS_FILE
+def write_status(path: Path, doc: dict[str, Any]) -> None:
+    """Atomic, so ``syncagent status`` never reads half a document (path: StateDir.status_file)."""
+    atomic_write(path, json.dumps(doc, sort_keys=True).encode(), 0o644)
 
 
-def write_status(state_dir: Path, doc: dict[str, Any]) -> None:
-    """Atomic, so ``syncagent status`` never reads half a document."""
-    atomic_write(status_path(state_dir), json.dumps(doc, sort_keys=True).encode(), 0o644)
-
-
-def read_status(state_dir: Path) -> dict[str, Any] | None:
+def read_status(path: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads(status_path(state_dir).read_bytes())
+        doc = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except ValueError:

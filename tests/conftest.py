@@ -14,18 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, ensure_xroad_accounts, fresh_subdir, make_traversable_dir
-from tools import require_root, require_tool
+from support.sshd import Sshd, ensure_xroad_accounts, fresh_subdir, make_traversable_dir
+from support.tools import require_root, require_tool
 
 # Test the checkout, installed or not (`pytest` alone does not put the repo root on sys.path).
 _REPO = str(Path(__file__).resolve().parent.parent)
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from syncagent.xroad_tree import build_primary_tree, build_secondary_local  # noqa: E402
+from syncagent.demo.sample_tree import build_primary_tree, build_secondary_local  # noqa: E402
 
 # =============================================================================================
-# BEGIN sshd / primary-tree fixtures (tests/sshd.py, syncagent/xroad_tree.py)
+# BEGIN sshd / primary-tree fixtures (tests/support/sshd.py, syncagent/demo/sample_tree.py)
 # =============================================================================================
 
 

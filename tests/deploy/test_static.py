@@ -1,0 +1,563 @@
+"""Deployment files checked with the real tools: systemd-analyze, promtool, yamllint,
+kubernetes-validate, hadolint, shellcheck, sshd; plus the image's shell scripts run against stubs.
+
+No Docker engine here: the Dockerfile is linted, never built. Tests that need the running
+daemon (supervisord + sshd, notify/watchdog, Prometheus scraping) live elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from support import REPO
+from support.tools import require_tool
+
+ROOT = REPO
+SYSTEMD = ROOT / "systemd"
+DOCKER = ROOT / "docker"
+K8S = DOCKER / "kubernetes"
+PROM = DOCKER / "prometheus"
+UNIT = SYSTEMD / "syncagent.service"
+ENTRYPOINT = DOCKER / "syncagent-entrypoint.sh"
+STRIP = DOCKER / "strip-first-sync.sh"
+HOST_KEYS_SCRIPT = K8S / "make-host-key-secrets.sh"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+
+
+def tool(name: str) -> str:
+    """A tool from PATH, or from the venv this test runs in (pip-installed linters)."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return require_tool(name)
+
+
+def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120,
+                          **kw)  # type: ignore[call-overload]
+
+
+def yaml_docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+# --- systemd -------------------------------------------------------------------------------
+
+@pytest.fixture
+def unit_copy(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointed at a binary that exists here (verify checks it)."""
+    text = UNIT.read_text()
+    assert "ExecStart=/opt/syncagent/bin/syncagent " in text
+    copy = tmp_path / "syncagent.service"
+    copy.write_text(text.replace("ExecStart=/opt/syncagent/bin/syncagent ",
+                                 f"ExecStart={shutil.which('true') or '/bin/true'} "))
+    return copy
+
+
+def test_systemd_verify_is_clean(unit_copy: Path) -> None:
+    res = run(require_tool("systemd-analyze"), "verify", unit_copy)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+
+
+def test_systemd_security_exposure_ok(unit_copy: Path, record_property) -> None:  # type: ignore[no-untyped-def]
+    res = run(require_tool("systemd-analyze"), "security", "--offline=yes", "--no-pager",
+              unit_copy)
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"Overall exposure level for syncagent\.service: (\d+\.\d+) (\w+)", res.stdout)
+    assert m, res.stdout[-2000:]
+    exposure = float(m.group(1))
+    record_property("systemd_security_exposure", exposure)
+    print(f"systemd-analyze security exposure: {exposure} {m.group(2)}")
+    assert exposure <= 2.0, res.stdout
+    assert m.group(2) == "OK"
+
+
+def test_unit_keeps_the_old_units_contract() -> None:
+    text = UNIT.read_text()
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            settings.setdefault(k, []).append(v)
+    assert settings["Type"] == ["notify"]
+    assert settings["ExecStart"] == [
+        "/opt/syncagent/bin/syncagent --config /etc/syncagent/syncagent.toml run"]
+    assert settings["User"] == ["xroad"] and settings["Group"] == ["xroad"]
+    assert settings["Restart"] == ["on-failure"]
+    assert "WatchdogSec" in settings
+    before = " ".join(settings["Before"]).split()
+    for svc in ("xroad-proxy", "xroad-signer", "xroad-confclient", "xroad-proxy-ui-api"):
+        assert f"{svc}.service" in before
+    assert settings["ReadWritePaths"] == ["/etc/xroad"]
+    # PrivateTmp hides the host's /var/tmp: the IG-XLB pause flag must be bound back in.
+    assert settings["PrivateTmp"] == ["yes"]
+    assert settings["BindReadOnlyPaths"] == ["-/var/tmp/xroad"]
+    assert settings["CapabilityBoundingSet"] == [""]
+
+
+# --- example configs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,profile", [
+    (SYSTEMD / "syncagent.toml", "xlb"),
+    (DOCKER / "syncagent.toml", "sidecar"),
+])
+def test_example_config_loads(path: Path, profile: str) -> None:
+    from syncagent import settings
+
+    s, problems = settings.load(path, env={"XROAD_PRIMARY_DNS": "primary.test"})
+    assert problems == []
+    assert s is not None
+    assert s.sync.profile == profile
+    assert s.primary.host_key_policy == "strict"
+    assert s.primary.known_hosts
+
+
+# --- Prometheus ----------------------------------------------------------------------------
+
+def test_promtool_check_rules() -> None:
+    res = run(require_tool("promtool"), "check", "rules", PROM / "syncagent-alerts.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+def test_promtool_test_rules() -> None:
+    res = run(require_tool("promtool"), "test", "rules", PROM / "syncagent-alerts.test.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout
+
+
+AGENT_METRICS = {
+    "syncagent_sync_total", "syncagent_sync_duration_seconds",
+    "syncagent_last_success_timestamp_seconds", "syncagent_last_attempt_timestamp_seconds",
+    "syncagent_consecutive_failures", "syncagent_failures_total", "syncagent_generation_info",
+    "syncagent_ready", "syncagent_paused", "syncagent_connected",
+    "syncagent_files_changed_total", "syncagent_bytes_fetched_total", "syncagent_drift_total",
+    "syncagent_reload_total", "syncagent_build_info",
+}
+
+
+def test_alerts_use_only_metrics_the_agent_exports() -> None:
+    rules = yaml_docs(PROM / "syncagent-alerts.yml")[0]
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\bsyncagent_\w+", e)}
+    assert used and used <= AGENT_METRICS, used - AGENT_METRICS
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    tested = {
+        t["alertname"]
+        for t_group in yaml_docs(PROM / "syncagent-alerts.test.yml")[0]["tests"]
+        for t in t_group["alert_rule_test"]
+    }
+    assert alerts == tested
+
+
+# --- YAML and Kubernetes -------------------------------------------------------------------
+
+def test_yamllint_strict() -> None:
+    res = run(tool("yamllint"), "-s", "-f", "parsable", "-c", DOCKER / ".yamllint", DOCKER)
+    assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+
+
+def test_kubernetes_validate_strict() -> None:
+    assert MANIFESTS
+    res = run(tool("kubernetes-validate"), "--strict", *MANIFESTS)
+    assert res.returncode == 0, res.stdout + res.stderr
+    resources = sum(len(yaml_docs(m)) for m in MANIFESTS)
+    assert res.stdout.count(" passed for resource ") == resources, res.stdout
+
+
+def test_kubernetes_validate_is_really_strict(tmp_path: Path) -> None:
+    """Negative control: an unknown field must fail, or the test above proves nothing."""
+    doc = yaml_docs(K8S / "secondary-deployment.yaml")[0]
+    doc["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    res = run(tool("kubernetes-validate"), "--strict", bad)
+    assert res.returncode != 0
+
+
+def _container() -> dict:
+    deployment = yaml_docs(K8S / "secondary-deployment.yaml")[0]
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_secondary_probes_fit_the_agent_and_the_budget() -> None:
+    c = _container()
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    image_cfg = tomllib.loads((DOCKER / "syncagent.toml").read_text())
+    listen = env.get("SYNCAGENT_HTTP_LISTEN") or image_cfg["http"]["listen"]
+    assert ports["syncagent"] == int(listen.rpartition(":")[2])
+    assert {c[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe")} == {"/healthz"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for p in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[p]["httpGet"]["port"] == "syncagent"
+    # Startup covers the first-sync budget, one last try (<= 30 s + 5 s kill), and start-up.
+    startup = c["startupProbe"]
+    budget = int(env["SYNCAGENT_FIRST_SYNC_BUDGET"])
+    assert budget + 35 + 60 <= startup["periodSeconds"] * startup["failureThreshold"]
+    assert env["SYNCAGENT_HTTP_UPSTREAM_HEALTH_URL"] == "http://127.0.0.1:5588/"
+    ann = yaml_docs(K8S / "secondary-deployment.yaml")[0]["spec"]["template"]["metadata"][
+        "annotations"]
+    assert ann["prometheus.io/scrape"] == "true"
+    assert int(ann["prometheus.io/port"]) == ports["syncagent"]
+
+
+def test_secondary_mounts_match_the_image_config() -> None:
+    c = _container()
+    mounts = {m["name"]: m["mountPath"].rstrip("/") for m in c["volumeMounts"]}
+    cfg = tomllib.loads((DOCKER / "syncagent.toml").read_text())["primary"]
+    assert str(Path(cfg["identity_file"]).parent) == mounts["secret-ssh-sidecar"] == "/etc/.ssh"
+    assert str(Path(cfg["known_hosts"]).parent) == mounts["primary-known-hosts"]
+    volumes = {v["name"]: v for v in
+               yaml_docs(K8S / "secondary-deployment.yaml")[0]["spec"]["template"]["spec"][
+                   "volumes"]}
+    assert volumes["primary-known-hosts"]["secret"]["secretName"] == "secret-primary-known-hosts"
+    assert {i["path"] for i in volumes["secret-ssh-sidecar"]["secret"]["items"]} >= {"id_rsa"}
+
+
+def test_primary_host_keys_are_where_sshd_looks() -> None:
+    dropin = yaml_docs(K8S / "primary-sshd.yaml")[0]["data"]["xroad-sync.conf"]
+    pod = yaml_docs(K8S / "primary-pod.yaml")[0]
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    keydir = mounts["primary-host-keys"]["mountPath"].rstrip("/")
+    hostkeys = re.findall(r"^HostKey (\S+)$", dropin, re.M)
+    assert hostkeys and all(str(Path(h).parent) == keydir for h in hostkeys)
+    assert mounts["primary-sshd"]["mountPath"] == "/etc/ssh/sshd_config.d/xroad-sync.conf"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["primary-host-keys"]["secret"]["defaultMode"] == 0o400
+    assert "fsGroup" not in pod["spec"].get("securityContext", {})
+
+
+# --- primary host keys and sshd ------------------------------------------------------------
+
+def _secret_data(path: Path) -> dict[str, bytes]:
+    doc = yaml_docs(path)[0]
+    return {k: base64.b64decode(v) for k, v in doc["data"].items()}
+
+
+def test_host_key_secrets_script(tmp_path: Path) -> None:
+    require_tool("ssh-keygen")
+    out = tmp_path / "out"
+    res = run("bash", HOST_KEYS_SCRIPT, "-n", "xr", "-s", "primary-svc", out)
+    assert res.returncode == 0, res.stderr
+    host_keys = out / "secret-primary-host-keys.yaml"
+    known = out / "secret-primary-known-hosts.yaml"
+    res = run(tool("kubernetes-validate"), "--strict", host_keys, known)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert oct(host_keys.stat().st_mode & 0o777) == "0o600"  # holds private keys
+
+    keys = _secret_data(host_keys)
+    assert set(keys) == {f"ssh_host_{t}_key{s}" for t in ("ed25519", "ecdsa", "rsa")
+                         for s in ("", ".pub")}
+    lines = _secret_data(known)["known_hosts"].decode().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        hosts, keytype, keydata = line.split()
+        assert hosts.split(",") == ["primary-svc", "primary-svc.xr", "primary-svc.xr.svc",
+                                    "primary-svc.xr.svc.cluster.local"]
+        # Each line is the public half of a private key in the primary's Secret.
+        assert any(keys[f].split()[:2] == [keytype.encode(), keydata.encode()]
+                   for f in keys if f.endswith(".pub"))
+    (tmp_path / "known_hosts").write_text("\n".join(lines) + "\n")
+    for name in ("primary-svc", "primary-svc.xr.svc.cluster.local"):
+        found = run("ssh-keygen", "-F", name, "-f", tmp_path / "known_hosts")
+        assert found.returncode == 0 and found.stdout.count(name) >= 3
+
+
+def test_host_key_secrets_script_adopts_existing_keys(tmp_path: Path) -> None:
+    """-k takes the primary's current keys (no change for clients), generating missing types."""
+    keygen = require_tool("ssh-keygen")
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    for t in ("ed25519", "rsa"):
+        run(keygen, "-q", "-t", t, "-N", "", "-f", keydir / f"ssh_host_{t}_key").check_returncode()
+    res = run("bash", HOST_KEYS_SCRIPT, "-k", keydir, tmp_path / "out")
+    assert res.returncode == 0, res.stderr
+    assert "generating a new ecdsa key" in res.stderr
+    keys = _secret_data(tmp_path / "out" / "secret-primary-host-keys.yaml")
+    for t in ("ed25519", "rsa"):
+        assert keys[f"ssh_host_{t}_key"] == (keydir / f"ssh_host_{t}_key").read_bytes()
+        mine = (keydir / f"ssh_host_{t}_key.pub").read_text().split()[:2]
+        assert keys[f"ssh_host_{t}_key.pub"].decode().split()[:2] == mine
+    assert keys["ssh_host_ecdsa_key.pub"].startswith(b"ecdsa-sha2-")
+
+
+def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
+    """The drop-in parses, loads the Secret's keys, and confines xroad-slave only."""
+    sshd = require_tool("sshd")
+    if not Path("/run/sshd").is_dir():
+        if os.geteuid() != 0:
+            pytest.skip("sshd -t needs /run/sshd (privilege separation directory)")
+        Path("/run/sshd").mkdir(mode=0o755)
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    for t in ("ed25519", "ecdsa", "rsa"):
+        run("ssh-keygen", "-q", "-t", t, "-N", "", "-f",
+            keydir / f"ssh_host_{t}_key").check_returncode()
+    dropin = yaml_docs(K8S / "primary-sshd.yaml")[0]["data"]["xroad-sync.conf"]
+    confd = tmp_path / "sshd_config.d"
+    confd.mkdir()
+    (confd / "xroad-sync.conf").write_text(dropin.replace("/etc/ssh/xroad-host-keys", str(keydir)))
+    # As Ubuntu's sshd_config: drop-ins first, then the image's own settings.
+    main = tmp_path / "sshd_config"
+    main.write_text(f"Include {confd}/*.conf\nPasswordAuthentication yes\nUsePAM no\n")
+    res = run(sshd, "-t", "-f", main)
+    assert res.returncode == 0, res.stderr
+
+    def effective(user: str) -> dict[str, list[str]]:
+        res = run(sshd, "-T", "-f", main, "-C", f"user={user},host=h,addr=127.0.0.1")
+        assert res.returncode == 0, res.stderr
+        out: dict[str, list[str]] = {}
+        for line in res.stdout.splitlines():
+            k, _, v = line.partition(" ")
+            out.setdefault(k, []).append(v)
+        return out
+
+    slave = effective("xroad-slave")
+    assert slave["forcecommand"] == ["internal-sftp -R -d /etc/xroad"]
+    for key in ("permittty", "allowtcpforwarding", "allowagentforwarding",
+                "allowstreamlocalforwarding", "x11forwarding", "permittunnel"):
+        assert slave[key] == ["no"], key
+    assert slave["authenticationmethods"] == ["publickey"]
+    assert sorted(slave["hostkey"]) == sorted(
+        str(keydir / f"ssh_host_{t}_key") for t in ("ed25519", "ecdsa", "rsa"))
+    # The Match block ends with the drop-in: other users and later settings are untouched.
+    other = effective("admin")
+    assert other["forcecommand"] == ["none"]
+    assert other["permittty"] == ["yes"]
+    assert other["passwordauthentication"] == ["yes"]
+
+
+# --- Dockerfile, supervisord program, shell scripts ----------------------------------------
+
+def test_hadolint_dockerfile() -> None:
+    res = run(tool("hadolint"), DOCKER / "Dockerfile")
+    assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+
+
+def test_dockerfile_contract() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE=niis/xroad-security-server-sidecar:[\w.]+-secondary$", text, re.M)
+    assert "crudini --del /etc/supervisor/conf.d/xroad.conf program:cron" in text
+    assert "rm -f /etc/cron.d/xroad-state-sync" in text
+    assert 'CMD ["/usr/local/bin/syncagent-entrypoint"]' in text
+    # Everything COPY'd from the context is let through by the Dockerfile's .dockerignore.
+    ignore = (DOCKER / "Dockerfile.dockerignore").read_text().split()
+    copied = [item
+              for line in re.findall(r"^COPY (.+)$", text, re.M) if "--from=" not in line
+              for item in line.split()[:-1] if not item.startswith("--")]
+    assert "docker/syncagent-entrypoint.sh" in copied
+    for item in copied:
+        assert (ROOT / item).exists() or item == "README.md", item  # README: another change
+        allowed = {f"!{item}", f"!{item}/"} | {f"!{d}/" for d in Path(item).parents}
+        assert allowed & set(ignore), item
+
+
+def test_shellcheck_scripts() -> None:
+    res = run(tool("shellcheck"), ENTRYPOINT, STRIP, HOST_KEYS_SCRIPT)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_supervisord_program_parses(tmp_path: Path) -> None:
+    options = pytest.importorskip("supervisor.options")
+    program = (DOCKER / "supervisor" / "xroad-sync.conf").read_text()
+    try:
+        pwd.getpwnam("xroad")
+    except KeyError:  # the user is the image's; any existing one proves the syntax here
+        program = program.replace("user=xroad", f"user={pwd.getpwuid(os.getuid()).pw_name}")
+    (tmp_path / "xroad-sync.conf").write_text(program)
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text("[supervisord]\nnodaemon=true\n"
+                    f"[include]\nfiles = {tmp_path}/xroad-sync.conf\n")
+    opts = options.ServerOptions()
+    opts.realize(args=["-c", str(conf)])
+    (group,) = opts.process_group_configs
+    (proc,) = group.process_configs
+    assert proc.name == "xroad-sync"
+    assert proc.command == "/opt/syncagent/bin/syncagent run"
+    assert proc.stopsignal == signal.SIGTERM
+    assert proc.autorestart is not False
+    assert proc.stdout_logfile == "/dev/stdout" and proc.stdout_logfile_maxbytes == 0
+    assert proc.redirect_stderr
+
+
+# strip-first-sync.sh: shapes the sidecar's secondary entrypoint has had (written for these
+# tests, not copied): a RSYNC_CMD retry loop plus cron file, an RC loop, a one-line until.
+REMOVED = "# (first sync from the primary: done by syncagent-entrypoint before this script)\n"
+SUPERVISORD = "exec /usr/bin/supervisord -n -c /etc/supervisor/supervisord.conf\n"
+SHAPE_CMD_LOOP = (
+    """#!/bin/bash
+log() { echo "$*"; }
+chown -R xroad:xroad /etc/xroad
+log "Syncing configuration from ${XROAD_PRIMARY_DNS}..."
+RSYNC_CMD="rsync -e 'ssh -i /etc/.ssh/id_rsa' -az xroad-slave@${PRIMARY}:/etc/xroad/ /etc/xroad/"
+set -o pipefail
+while :; do
+  su -c "$RSYNC_CMD" xroad |& sed 's/^/    /' && break
+  sleep 5 || exit 1
+done
+echo "* * * * * xroad $RSYNC_CMD 2>&1" > /etc/cron.d/xroad-state-sync
+chown root:root /etc/cron.d/xroad-state-sync && chmod 644 /etc/cron.d/xroad-state-sync
+for g in a b; do echo "$g"; done
+""" + SUPERVISORD,
+    """#!/bin/bash
+log() { echo "$*"; }
+chown -R xroad:xroad /etc/xroad
+log "Syncing configuration from ${XROAD_PRIMARY_DNS}..."
+set -o pipefail
+""" + REMOVED + """for g in a b; do echo "$g"; done
+""" + SUPERVISORD,
+)
+SHAPE_RC_LOOP = (
+    """#!/bin/bash
+RC=1
+while [[ $RC -ne 0 ]]
+do
+  sleep 5 || exit 1
+  su -c "rsync -avz xroad-slave@${XROAD_PRIMARY_DNS}:/etc/xroad/ /etc/xroad/" xroad
+  RC=$?
+done
+""" + SUPERVISORD,
+    "#!/bin/bash\nRC=1\n" + REMOVED + SUPERVISORD,
+)
+SHAPE_UNTIL = (
+    "#!/bin/bash\nuntil rsync -a primary:/etc/xroad/ /etc/xroad/; do sleep 5; done\n"
+    + SUPERVISORD,
+    "#!/bin/bash\n" + REMOVED + SUPERVISORD,
+)
+
+
+def strip(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(STRIP)], input=text, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("shape,expected", [SHAPE_CMD_LOOP, SHAPE_RC_LOOP, SHAPE_UNTIL])
+def test_strip_first_sync_removes_rsync_keeps_the_rest(shape: str, expected: str) -> None:
+    res = strip(shape)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == expected
+
+
+def test_strip_first_sync_refuses_an_unknown_shape() -> None:
+    res = strip("#!/bin/bash\nif ! rsync -a p:/etc/xroad/ /etc/xroad/; then exit 1; fi\n"
+                "exec supervisord -n\n")
+    assert res.returncode == 1
+    assert "SYNCAGENT_EXEC" in res.stderr and res.stdout == ""
+
+
+def test_strip_first_sync_leaves_a_script_without_rsync_alone() -> None:
+    text = "#!/bin/bash\n# rsync was here\nwhile false; do :; done\nexec supervisord -n\n"
+    res = strip(text)
+    assert res.returncode == 0 and res.stdout == text
+
+
+# syncagent-entrypoint.sh against a stub agent that exits with scripted codes.
+
+@pytest.fixture
+def stub(tmp_path: Path) -> Path:
+    script = tmp_path / "syncagent"
+    script.write_text(
+        "#!/bin/bash\n"
+        'd=$(dirname "$0")\n'
+        'n=$(( $(cat "$d/calls" 2>/dev/null || echo 0) + 1 ))\n'
+        'echo "$n" > "$d/calls"\n'
+        'echo "$*" >> "$d/args"\n'
+        '[[ -f "$d/sleep" ]] && sleep "$(cat "$d/sleep")"\n'
+        'code=$(sed -n "${n}p" "$d/codes")\n'
+        'exit "${code:-$(tail -n1 "$d/codes")}"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def entrypoint(stub: Path, codes: list[int], *cmd: str, **env: str
+               ) -> tuple[subprocess.CompletedProcess[str], int]:
+    (stub.parent / "codes").write_text("".join(f"{c}\n" for c in codes))
+    full_env = {**os.environ, "SYNCAGENT_BIN": str(stub), "SYNCAGENT_RUN_AS": "",
+                "SYNCAGENT_FIRST_SYNC_RETRY": "0", "SYNCAGENT_FIRST_SYNC_BUDGET": "60", **env}
+    res = subprocess.run(["bash", str(ENTRYPOINT), *cmd], capture_output=True, text=True,
+                         env=full_env, timeout=60)
+    calls_file = stub.parent / "calls"
+    calls = int(calls_file.read_text()) if calls_file.exists() else 0
+    return res, calls
+
+
+START = ("/bin/echo", "SERVICES-STARTED")
+
+
+def test_entrypoint_starts_after_a_good_first_sync(stub: Path) -> None:
+    res, calls = entrypoint(stub, [0], *START)
+    assert res.returncode == 0 and "SERVICES-STARTED" in res.stdout
+    assert calls == 1 and (stub.parent / "args").read_text() == "once\n"
+
+
+def test_entrypoint_stops_on_configuration_error(stub: Path) -> None:
+    res, calls = entrypoint(stub, [2], *START)
+    assert res.returncode == 2 and "SERVICES-STARTED" not in res.stdout
+    assert calls == 1 and "configuration error" in res.stderr
+    assert "numeric argument" not in res.stderr and "not starting" in res.stderr
+
+
+@pytest.mark.parametrize("code,word", [(3, "rejected"), (4, "not initialized")])
+def test_entrypoint_starts_not_ready_at_once(stub: Path, code: int, word: str) -> None:
+    res, calls = entrypoint(stub, [code], *START)
+    assert res.returncode == 0 and "SERVICES-STARTED" in res.stdout
+    assert calls == 1 and word in res.stderr and "not-ready" in res.stderr
+
+
+def test_entrypoint_retries_failures_within_the_budget(stub: Path) -> None:
+    res, calls = entrypoint(stub, [1, 1, 0], *START)
+    assert res.returncode == 0 and "SERVICES-STARTED" in res.stdout
+    assert calls == 3
+
+
+def test_entrypoint_starts_not_ready_when_the_budget_is_spent(stub: Path) -> None:
+    res, calls = entrypoint(stub, [1], *START, SYNCAGENT_FIRST_SYNC_BUDGET="0")
+    assert res.returncode == 0 and "SERVICES-STARTED" in res.stdout
+    assert calls == 1 and "starting not-ready" in res.stderr
+
+
+def test_entrypoint_execs_syncagent_exec_without_arguments(stub: Path) -> None:
+    res, _ = entrypoint(stub, [0], SYNCAGENT_EXEC="/bin/echo FROM-SYNCAGENT-EXEC")
+    assert res.returncode == 0 and res.stdout.splitlines()[-1] == "FROM-SYNCAGENT-EXEC"
+
+
+def test_entrypoint_rejects_a_bad_budget(stub: Path) -> None:
+    res, calls = entrypoint(stub, [0], *START, SYNCAGENT_FIRST_SYNC_BUDGET="2m")
+    assert res.returncode == 2 and calls == 0 and "whole seconds" in res.stderr
+
+
+def test_entrypoint_fails_when_the_agent_is_missing(stub: Path) -> None:
+    res, _ = entrypoint(stub, [0], *START, SYNCAGENT_BIN="/nonexistent/syncagent")
+    assert res.returncode == 1 and "SERVICES-STARTED" not in res.stdout
+
+
+def test_entrypoint_stops_promptly_on_sigterm(stub: Path) -> None:
+    (stub.parent / "codes").write_text("1\n")
+    (stub.parent / "sleep").write_text("30\n")
+    env = {**os.environ, "SYNCAGENT_BIN": str(stub), "SYNCAGENT_RUN_AS": ""}
+    proc = subprocess.Popen(["bash", str(ENTRYPOINT), *START], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not (stub.parent / "calls").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 143 and "SERVICES-STARTED" not in out
+    assert time.monotonic() - started < 5
+    assert "terminated" in err

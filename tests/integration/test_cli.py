@@ -1,0 +1,103 @@
+"""The command line as an entrypoint script sees it: exit codes, one-line output, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from support.sshd import Sshd
+from support.tools import run_syncagent
+from support.trees import age
+
+from syncagent.demo.sample_tree import build_secondary_local
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_syncagent(*args, env={**os.environ, **env}, timeout=120)
+
+
+def agent_env(sshd: Sshd, remote: Path, target: Path) -> dict[str, str]:
+    return {
+        "SYNCAGENT_PRIMARY_HOST": "127.0.0.1",
+        "SYNCAGENT_PRIMARY_PORT": str(sshd.port),
+        "SYNCAGENT_PRIMARY_IDENTITY_FILE": str(sshd.client_key),
+        "SYNCAGENT_PRIMARY_KNOWN_HOSTS": str(sshd.known_hosts),
+        "SYNCAGENT_PRIMARY_REMOTE_ROOT": str(remote),
+        "SYNCAGENT_SYNC_TARGET": str(target),
+        "SYNCAGENT_SYNC_SETTLE": "0",
+        "SYNCAGENT_LOG_FORMAT": "json",
+    }
+
+
+def test_once_then_diff_then_exit_codes(
+    sshd: Sshd, primary_tree: Path, tmp_path: Path, tree_area: Path
+) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    build_secondary_local(target)
+    env = agent_env(sshd, primary_tree, target)
+
+    first = cli("once", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("applied generation ")
+    assert len(first.stdout.strip().splitlines()) == 1
+    log_events = [json.loads(line)["event"] for line in first.stderr.splitlines()]
+    assert "sync" in log_events
+
+    again = cli("once", "--json", env=env)
+    doc = json.loads(again.stdout)
+    assert again.returncode == 0 and doc["result"] == "unchanged" and doc["bytes_fetched"] == 0
+
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nx=1\n")
+    age(primary_tree)
+    d = cli("diff", env=env)
+    assert d.returncode == 0 and "would change" in d.stdout and "~ conf.d/local.ini" in d.stdout
+    assert (target / "conf.d" / "local.ini").read_text() != "[proxy]\nx=1\n"  # diff applies nothing
+
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy\n")
+    age(primary_tree)
+    rejected = cli("once", "--json", env=env)
+    assert rejected.returncode == 3
+    doc = json.loads(rejected.stdout)
+    assert doc["result"] == "rejected" and doc["reason"] == "validation"
+    assert doc["problems"][0]["path"] == "conf.d/local.ini"
+
+    empty = tree_area / "cli-empty"
+    empty.mkdir(mode=0o755, exist_ok=True)
+    assert cli("once", env=agent_env(sshd, empty, target)).returncode == 4
+
+    down = {**env, "SYNCAGENT_PRIMARY_PORT": "1", "SYNCAGENT_PRIMARY_CONNECT_TIMEOUT": "2"}
+    failed = cli("once", "--json", env=down)
+    assert failed.returncode == 1 and json.loads(failed.stdout)["reason"] == "connect"
+
+
+def test_bad_configuration_exits_2_naming_each_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[primary]\nhost = "p"\nhost_key_policy = "trust"\n[sync]\ninterval = 0\n')
+    r = cli("once", "--config", str(cfg), env={})
+    assert r.returncode == 2
+    assert "primary.host_key_policy" in r.stderr and "sync.interval" in r.stderr
+    assert str(cfg) in r.stderr
+
+
+def test_check_config_shows_values_and_sources(tmp_path: Path) -> None:
+    key = tmp_path / "id_rsa"
+    key.write_text("not really a key, only needs to exist\n")
+    kh = tmp_path / "known_hosts"
+    kh.write_text("")
+    env = {
+        "XROAD_PRIMARY_DNS": "primary-svc",
+        "SYNCAGENT_PRIMARY_IDENTITY_FILE": str(key),
+        "SYNCAGENT_PRIMARY_KNOWN_HOSTS": str(kh),
+        "SYNCAGENT_SYNC_TARGET": str(tmp_path),
+    }
+    r = cli("check-config", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "primary.host" in r.stdout and "primary-svc" in r.stdout
+    assert "[env XROAD_PRIMARY_DNS]" in r.stdout
+    doc = json.loads(cli("check-config", "--json", env=env).stdout)
+    assert doc["settings"]["sync.interval"] == {"value": "60.0", "source": "default"}
+    missing = cli("check-config", env={**env, "SYNCAGENT_PRIMARY_IDENTITY_FILE": "/nope"})
+    assert missing.returncode == 2 and "primary.identity_file" in missing.stderr

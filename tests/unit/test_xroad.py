@@ -1,0 +1,88 @@
+"""Tests for syncagent.xroad: node types, softToken keys, what an initialised primary holds."""
+
+from __future__ import annotations
+
+import pytest
+from support.samples import AUTH_KEY, KEYCONF_XML, SIGN_KEY
+
+from syncagent.errors import Problem
+from syncagent.xroad import (
+    REQUIRED_XROAD_PATHS,
+    check_node_is_secondary,
+    missing_required,
+    softtoken_key_ids,
+)
+
+NODE_INI = "/etc/xroad/conf.d/node.ini"
+
+
+# --------------------------------------------------------------------------- softToken keys
+
+
+def test_softtoken_key_ids_match_local_names_and_skip_hsm() -> None:
+    assert softtoken_key_ids(KEYCONF_XML) == [AUTH_KEY, SIGN_KEY]
+
+
+def test_softtoken_key_ids_without_softtoken_device() -> None:
+    assert (
+        softtoken_key_ids(b"<keyConf><device><deviceType>x</deviceType></device></keyConf>") == []
+    )
+
+
+# --------------------------------------------------------------------------- node type
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[node]\ntype=slave\n",
+        b"[node]\ntype = secondary\n",
+        b"[node]\ntype = slave # set by the secondary image\n",
+        b"; node-local\n[node]\ntype = SLAVE ; comment\n",
+        b'[node]\ntype = "slave"\n',
+    ],
+)
+def test_node_is_secondary(data: bytes) -> None:
+    assert check_node_is_secondary(NODE_INI, data) is None
+
+
+@pytest.mark.parametrize("value", ["master", "primary", "Master"])
+def test_node_is_primary(value: str) -> None:
+    problem = check_node_is_secondary(NODE_INI, f"[node]\ntype = {value}\n".encode())
+    assert problem == Problem(NODE_INI, f"this node is '{value}': refusing to overwrite a primary")
+
+
+def test_node_ini_missing() -> None:
+    assert check_node_is_secondary(NODE_INI, None) == Problem(
+        NODE_INI, "conf.d/node.ini missing: cannot confirm this node is a secondary"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\xff\xfegarbage",
+        b"hello world\n",
+        b"",
+        b"[other]\ntype=slave\n",
+        b"[node]\nkind=slave\n",
+        b"[node]\ntype = standalone\n",
+    ],
+)
+def test_node_ini_garbage_refused(data: bytes) -> None:
+    problem = check_node_is_secondary(NODE_INI, data)
+    assert problem is not None and problem.path == NODE_INI and problem.message
+
+
+# --------------------------------------------------------------------------- required paths
+
+
+def test_missing_required() -> None:
+    assert REQUIRED_XROAD_PATHS == ("conf.d", "signer/keyconf.xml")
+    assert missing_required(["signer/keyconf.xml"], ["conf.d", "signer"]) == []
+    assert missing_required([], []) == ["conf.d", "signer/keyconf.xml"]
+    # conf.d must be a directory and keyconf a file, not the other way round
+    assert missing_required(["conf.d"], ["signer/keyconf.xml"]) == [
+        "conf.d",
+        "signer/keyconf.xml",
+    ]

@@ -1,4 +1,7 @@
-"""Command line: ``syncagent [options] COMMAND``, and every command in one table.
+"""Command line: ``syncagent [OPTIONS] COMMAND [OPTIONS]``, and every command in one table.
+
+Options (``--config``, ``--json``, every settings flag) work before and after the command, as
+in git-style CLIs and as the systemd unit writes them.
 
 Every command prints one human line (or ``--json``) on stdout, logs on stderr, and exits with
 the codes in errors.ExitCode so an entrypoint can branch on them.
@@ -224,27 +227,45 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _settings_flags() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", "-c", metavar="PATH", help="TOML config file (else env SYNCAGENT_CONFIG)"
+def _global_options(*, in_command: bool) -> argparse.ArgumentParser:
+    """--config, --json and every settings flag, accepted before and after the command.
+
+    The copy a command's parser gets defaults to SUPPRESS, so an option given before the
+    command is not reset by the command's parser when it is absent after it.
+    """
+    default = argparse.SUPPRESS if in_command else None
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        default=default,
+        help="TOML config file (else env SYNCAGENT_CONFIG)",
     )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    group = common.add_argument_group("settings (each also env SYNCAGENT_<SECTION>_<KEY>)")
+    options.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if in_command else False,
+        help="machine-readable output",
+    )
+    group = options.add_argument_group("settings (each also env SYNCAGENT_<SECTION>_<KEY>)")
     for f in FIELDS:
-        group.add_argument(f.flag, dest=f"set:{f.name}", metavar="V", help=f.help)
-    return common
+        group.add_argument(f.flag, dest=f"set:{f.name}", metavar="V", default=default, help=f.help)
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _settings_flags()
     parser = argparse.ArgumentParser(
-        prog="syncagent", description="Sync /etc/xroad from the X-Road primary, safely."
+        prog="syncagent",
+        description="Sync /etc/xroad from the X-Road primary, safely.",
+        usage="syncagent [OPTIONS] COMMAND [OPTIONS]",
+        parents=[_global_options(in_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"syncagent {__version__}")
+    in_command = _global_options(in_command=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=command.help, description=command.help)
+        p = sub.add_parser(name, parents=[in_command], help=command.help, description=command.help)
         if name == "rollback":
             p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
         if name == "check-config":

@@ -101,3 +101,20 @@ def test_check_config_shows_values_and_sources(tmp_path: Path) -> None:
     assert doc["settings"]["sync.interval"] == {"value": "60.0", "source": "default"}
     missing = cli("check-config", env={**env, "SYNCAGENT_PRIMARY_IDENTITY_FILE": "/nope"})
     assert missing.returncode == 2 and "primary.identity_file" in missing.stderr
+
+
+def test_options_before_the_command_as_the_systemd_unit_writes_them(
+    sshd: Sshd, primary_tree: Path, target: Path, tmp_path: Path
+) -> None:
+    """ExecStart=... syncagent --config FILE run: the option comes first."""
+    cfg = tmp_path / "syncagent.toml"
+    cfg.write_text(
+        f'[primary]\nhost = "127.0.0.1"\nport = {sshd.port}\n'
+        f'identity_file = "{sshd.client_key}"\nknown_hosts = "{sshd.known_hosts}"\n'
+        f'remote_root = "{primary_tree}"\n[sync]\ntarget = "{target}"\nsettle = 0\n'
+    )
+    r = cli("--config", str(cfg), "--json", "once", env={})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["result"] == "applied"
+    again = cli("-c", str(cfg), "once", "--json", env={})
+    assert again.returncode == 0 and json.loads(again.stdout)["result"] == "unchanged"

@@ -25,7 +25,7 @@ from .manifest import Manifest, Record, generation_id, live_identity_records, ne
 from .plan import diff, plan_fetch, trusted_live
 from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings, SyncSettings
-from .snapshot import Limits, list_tree, restat
+from .snapshot import Limits, list_tree, read_small, restat
 from .stage import (
     Ownership,
     SnapshotMoved,
@@ -38,11 +38,12 @@ from .stage import (
 from .state import StateDir, open_state
 from .tree import Kind, Listing, ancestors, parent
 from .validate import check_local_node, run_validate_command, validate_tree
-from .xroad import missing_required
+from .xroad import VERSION_PATH, major_version, missing_required
 
 log = structlog.get_logger("syncagent.engine")
 
 MAX_ATTEMPTS = 4  # listings that moved under us before we give up on this round
+VERSION_MAX_BYTES = 256
 
 
 class SyncSkipped(Exception):
@@ -136,12 +137,8 @@ async def _stable_snapshot(
         result.attempts = attempt
         listed_at = time.time()
         listing = await list_tree(session, root, pf, lim)
-        files = [p for p, e in listing.items() if e.kind is Kind.FILE]
-        dirs = [p for p, e in listing.items() if e.kind is Kind.DIR]
-        if sync.xroad_checks and (missing := missing_required(files, dirs)):
-            raise SyncError(
-                Reason.NOT_INITIALIZED, "primary not initialized: missing " + ", ".join(missing)
-            )
+        if sync.xroad_checks:
+            await _check_initialized(session, root, listing)
         live = await asyncio.to_thread(scan, sync.target, pf)
         fp = plan_fetch(listing, live.entries, current, now=time.time(), settle=sync.settle)
         if fp.unsettled and attempt < MAX_ATTEMPTS:
@@ -170,6 +167,22 @@ async def _stable_snapshot(
         f"the primary's tree kept changing over {MAX_ATTEMPTS} "
         f"attempts (e.g. {', '.join(moved[:3])}); will retry",
     )
+
+
+async def _check_initialized(session: Session, root: str, listing: Listing) -> None:
+    """A primary before its first initialisation must not wipe a working secondary. What an
+    initialised one holds depends on its release (X-Road 8 keeps keyconf in its database), so
+    VERSION is read, only when the 7.x answer would be "not initialized"."""
+    files = [p for p, e in listing.items() if e.kind is Kind.FILE]
+    dirs = [p for p, e in listing.items() if e.kind is Kind.DIR]
+    missing = missing_required(files, dirs)
+    if missing and VERSION_PATH in files:
+        version = await read_small(session, root, VERSION_PATH, VERSION_MAX_BYTES)
+        missing = missing_required(files, dirs, major_version(version))
+    if missing:
+        raise SyncError(
+            Reason.NOT_INITIALIZED, "primary not initialized: missing " + ", ".join(missing)
+        )
 
 
 async def _moved_since_listing(

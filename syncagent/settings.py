@@ -27,7 +27,7 @@ from typing import Any
 from . import testhooks
 from .errors import Problem, Reason
 from .excludes import PathFilter, compile_pattern
-from .xroad import DISABLE_FLAG, PROFILES, XROAD_PROFILES
+from .xroad import DISABLE_FLAG, NODE_TYPE_ENV, NODE_TYPES, PROFILES, XROAD_PROFILES
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
 LOG_FORMATS = ("auto", "json", "console")
@@ -166,6 +166,15 @@ def _argv(v: Any) -> tuple[str, ...] | None:
     raise SettingError(f"expected a command as a list of strings, got {v!r}")
 
 
+def _opt_node_type(v: Any) -> str | None:
+    if v in (None, ""):
+        return None
+    s = _str(v).strip()
+    if s.lower() not in NODE_TYPES:
+        raise SettingError(f"must be one of {', '.join(NODE_TYPES)}; got {s!r}")
+    return s
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         s = _str(v)
@@ -280,6 +289,12 @@ class SyncSettings:
         "Not ready when the last success is older than this (unset: stay ready).",
     )
     timeout: float = setting(300.0, _positive, "Seconds one whole sync may take.")
+    node_type: str | None = setting(
+        None,
+        _opt_node_type,
+        f"This node's type, as X-Road 8's {NODE_TYPE_ENV} gives it (else {NODE_TYPE_ENV}); "
+        "must agree with conf.d/node.ini when both exist.",
+    )
     disable_flag: Path = setting(
         DISABLE_FLAG,
         _path,
@@ -468,6 +483,8 @@ def load(
 
     if env.get(PRIMARY_DNS_ENV) and "primary.host" not in raw:
         raw["primary.host"] = (env[PRIMARY_DNS_ENV], f"env {PRIMARY_DNS_ENV}")
+    if env.get(NODE_TYPE_ENV) and "sync.node_type" not in raw:
+        raw["sync.node_type"] = (env[NODE_TYPE_ENV], f"env {NODE_TYPE_ENV}")
     for f in FIELDS:
         if f.env in env:
             raw[f.name] = (env[f.env], f"env {f.env}")
@@ -654,6 +671,7 @@ def reference_markdown() -> str:
         f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given. |",
         f"| `{PRIMARY_DNS_ENV}` | `primary.host` when nothing more specific sets it "
         "(the sidecar image sets it). |",
+        f"| `{NODE_TYPE_ENV}` | `sync.node_type` when nothing more specific sets it (X-Road 8). |",
         "| `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID` | Set by systemd: readiness and "
         "watchdog pings (`Type=notify`, `WatchdogSec=`). |",
     ]

@@ -232,3 +232,21 @@ async def restat(
 
     await gather_or_cancel(one(d) for d in sorted(set(dirs)))
     return walk.listing
+
+
+async def read_small(session: Session, root: str, rel: str, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of one file on the primary (VERSION), None if it is absent."""
+    remote = posixpath.join(root.rstrip("/") or "/", rel)
+    try:
+        f = await request(session, session.sftp.open(remote.encode(), "rb"))
+        try:
+            data: bytes = await request(session, f.read(limit, 0))
+        finally:
+            with contextlib.suppress(Exception):
+                await request(session, f.close())
+    except asyncssh.SFTPNoSuchFile:
+        return None
+    except Exception as e:
+        err = classify(e)
+        raise SyncError(err.reason, f"{remote}: {err.message}") from None
+    return data

@@ -152,6 +152,6 @@ def check_local_node(sync: SyncSettings) -> None:
         data: bytes | None = node_ini.read_bytes()
     except FileNotFoundError:
         data = None
-    problem = check_node_is_secondary(str(node_ini), data)
+    problem = check_node_is_secondary(str(node_ini), data, sync.node_type)
     if problem:
         raise SyncError(Reason.VALIDATION, "this node is not a secondary", (problem,))

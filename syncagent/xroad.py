@@ -27,6 +27,12 @@ DISABLE_FLAG = Path("/var/tmp/xroad/sync-disabled")
 
 SECONDARY_TYPES = frozenset({"slave", "secondary"})
 PRIMARY_TYPES = frozenset({"master", "primary"})
+NODE_TYPES = tuple(sorted(SECONDARY_TYPES | PRIMARY_TYPES))
+# X-Road 8 can take the node type from the environment instead of conf.d/node.ini.
+NODE_TYPE_ENV = "XROAD_NODE_TYPE"
+VERSION_PATH = "VERSION"
+# From X-Road 8 the signer keeps its keys in the database: no keyconf.xml on the primary.
+KEYCONF_IN_DATABASE_FROM = 8
 
 # Node-local paths per profile: never read, changed or deleted (rsync-style patterns).
 PROFILES: dict[str, tuple[str, ...]] = {
@@ -71,33 +77,81 @@ def is_launcher_sourced(rel: str) -> bool:
     return len(parts) == 2 and parts[0] == "services" and parts[1].endswith(".conf")
 
 
-def missing_required(paths: Iterable[str], dirs: Iterable[str]) -> list[str]:
+def major_version(version_file: bytes | None) -> int | None:
+    """The major release in /etc/xroad/VERSION ("7.6.2", "8.0.0-1.ubuntu24.04"), if readable."""
+    if version_file is None:
+        return None
+    head = version_file.decode("utf-8", "replace").strip().split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def required_paths(major: int | None) -> tuple[str, ...]:
+    """What an initialised primary of that release holds (unknown release: the 7.x set)."""
+    if major is not None and major >= KEYCONF_IN_DATABASE_FROM:
+        return tuple(p for p in REQUIRED_XROAD_PATHS if p != KEYCONF_PATH)
+    return REQUIRED_XROAD_PATHS
+
+
+def missing_required(
+    paths: Iterable[str], dirs: Iterable[str], major: int | None = None
+) -> list[str]:
     """Which parts of an initialised security server are absent from a listing."""
     present = {"conf.d": frozenset(dirs), KEYCONF_PATH: frozenset(paths)}
-    return [req for req in REQUIRED_XROAD_PATHS if req not in present[req]]
+    return [req for req in required_paths(major) if req not in present[req]]
 
 
-def check_node_is_secondary(where: str, node_ini: bytes | None) -> Problem | None:
+def check_node_is_secondary(
+    where: str, node_ini: bytes | None, declared: str | None = None
+) -> Problem | None:
     """Refuse to sync onto anything not positively known to be a secondary.
 
     Overwriting a primary's /etc/xroad with another's would destroy the only authoritative
-    copy; node.ini is never synced, so it is the local node's own word on its role.
+    copy; node.ini is never synced, so it is the local node's own word on its role. X-Road 8
+    may declare the type in XROAD_NODE_TYPE (``declared``) instead: either source alone
+    decides; when both exist they must agree, and a node that says two things is refused.
     """
-    why = _node_problem(node_ini)
+    why = _node_problem(node_ini) if declared is None else _declared_problem(node_ini, declared)
     return Problem(where, why) if why else None
+
+
+def _role(node_type: str) -> str | None:
+    t = node_type.lower()
+    return "secondary" if t in SECONDARY_TYPES else "primary" if t in PRIMARY_TYPES else None
+
+
+def _ini_node_type(node_ini: bytes) -> str | None:
+    types = [e.value for e in parse_ini(node_ini) if e.section == "node" and e.key == "type"]
+    return types[-1] if types else None
+
+
+def _declared_problem(node_ini: bytes | None, declared: str) -> str | None:
+    role = _role(declared)
+    if role is None:
+        return f"{NODE_TYPE_ENV}={shown(declared, 40)} is not a node type: refusing to sync"
+    if node_ini is not None:
+        try:
+            ini_type = _ini_node_type(node_ini)
+        except IniError as exc:
+            return f"{NODE_INI_PATH} unreadable ({exc}): cannot confirm this node is a secondary"
+        if ini_type is not None and _role(ini_type) != role:
+            return (
+                f"{NODE_TYPE_ENV}={declared!r} but {NODE_INI_PATH} says {shown(ini_type, 40)}: "
+                "the node's role is ambiguous, refusing to sync"
+            )
+    if role == "primary":
+        return f"this node is {declared!r} ({NODE_TYPE_ENV}): refusing to overwrite a primary"
+    return None
 
 
 def _node_problem(node_ini: bytes | None) -> str | None:
     if node_ini is None:
         return f"{NODE_INI_PATH} missing: cannot confirm this node is a secondary"
     try:
-        entries = parse_ini(node_ini)
+        node_type = _ini_node_type(node_ini)
     except IniError as exc:
         return f"{NODE_INI_PATH} unreadable ({exc}): cannot confirm this node is a secondary"
-    types = [e.value for e in entries if e.section == "node" and e.key == "type"]
-    if not types:
+    if node_type is None:
         return f"{NODE_INI_PATH} has no [node] type: cannot confirm this node is a secondary"
-    node_type = types[-1]
     if node_type.lower() in SECONDARY_TYPES:
         return None
     if node_type.lower() in PRIMARY_TYPES:

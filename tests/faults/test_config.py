@@ -51,6 +51,7 @@ BAD_ENV: dict[str, list[str]] = {
     "sync.max_staleness": ["-5", "stale"],
     "sync.timeout": ["0", "nan", "5 minutes"],
     "sync.disable_flag": ["sync-disabled", "./var/tmp/xroad/sync-disabled"],
+    "sync.node_type": ["standalone", "2", "secondary-ish"],
     "http.listen": ["9101", "localhost", "127.0.0.1:0", "127.0.0.1:http", ":9101"],
     "http.upstream_timeout": ["0", "quick"],
     "log.format": ["xml"],

@@ -257,6 +257,49 @@ def test_local_node_must_be_a_secondary(make_settings: MakeSettings, target: Pat
     assert live_state(target) == before
 
 
+def test_xroad_node_type_alone_says_secondary(make_settings: MakeSettings, target: Path) -> None:
+    """X-Road 8 may give the node type in the environment and have no node.ini."""
+    (target / "conf.d" / "node.ini").unlink()
+    refused = run(make_settings())
+    assert refused.outcome is Outcome.REJECTED, refused.summary()
+    result = run(make_settings(sync__node_type="secondary"))
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert not (target / "conf.d" / "node.ini").exists(), "node.ini stays node-local"
+
+
+@pytest.mark.parametrize(("declared", "ini"), [("primary", "slave"), ("secondary", "master")])
+def test_xroad_node_type_and_node_ini_that_disagree_are_refused(
+    make_settings: MakeSettings, target: Path, declared: str, ini: str
+) -> None:
+    (target / "conf.d" / "node.ini").write_text(f"[node]\ntype = {ini}\n")
+    before = live_state(target)
+    result = run(make_settings(sync__node_type=declared))
+    assert result.outcome is Outcome.REJECTED and result.exit_code == 3, result.summary()
+    assert declared in str(result.error) and ini in str(result.error)
+    assert live_state(target) == before
+
+
+@pytest.mark.parametrize(("version", "outcome"), [("8.0.0\n", "applied"), ("7.6.2\n", "nope")])
+def test_an_x_road_8_primary_has_no_keyconf(
+    make_settings: MakeSettings, primary_tree: Path, target: Path, version: str, outcome: str
+) -> None:
+    """From X-Road 8 the signer's keys live in the database: no signer/keyconf.xml, and that
+    is an initialised primary; a 7.x primary without it is not initialised."""
+    (primary_tree / "signer" / "keyconf.xml").unlink()
+    (primary_tree / "VERSION").write_text(version)
+    age(primary_tree)
+    before = live_state(target)
+    result = run(make_settings())
+    if outcome == "applied":
+        assert result.outcome is Outcome.APPLIED, result.summary()
+        assert not (target / "signer" / "keyconf.xml").exists()
+        assert (target / "VERSION").read_text() == version
+    else:
+        assert result.outcome is Outcome.NOT_INITIALIZED and result.exit_code == 4
+        assert "signer/keyconf.xml" in str(result.error)
+        assert live_state(target) == before
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [

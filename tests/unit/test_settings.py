@@ -29,9 +29,7 @@ def test_precedence_file_env_flag(tmp_path) -> None:  # type: ignore[no-untyped-
     )
     assert s is not None, problems
     assert s.primary.host == "from-file" and s.sources["primary.host"] == str(cfg)
-    assert (
-        s.sync.interval == 45.0 and s.sources["sync.interval"] == "env SYNCAGENT_SYNC_INTERVAL"
-    )
+    assert s.sync.interval == 45.0 and s.sources["sync.interval"] == "env SYNCAGENT_SYNC_INTERVAL"
     assert s.primary.port == 2202 and s.sources["primary.port"] == "flag --primary-port"
     assert s.sync.exclude == ("/nginx",)
     assert s.sync.state_dir == Path("/etc/xroad/.syncagent")
@@ -133,3 +131,21 @@ def test_reference_lists_every_key_with_its_default_env_and_flag() -> None:
     assert "| `sync.state_dir` | `<target>/.syncagent` |" in text
     assert "| `sync.max_total_bytes` | `256 MiB` |" in text
     assert "`SYNCAGENT_TEST_KILL_AFTER_OP`" in text and "`SYNCAGENT_CONFIG`" in text
+
+
+def test_xroad_node_type_is_the_fallback_node_type() -> None:
+    s, _ = load(
+        None,
+        env={"XROAD_NODE_TYPE": "secondary", "XROAD_PRIMARY_DNS": "p"},
+        overrides={"primary.host_key_policy": "accept-new"},
+    )
+    assert s is not None and s.sync.node_type == "secondary"
+    assert s.sources["sync.node_type"] == "env XROAD_NODE_TYPE"
+    s, _ = load(
+        None,
+        env={"XROAD_NODE_TYPE": "secondary", "SYNCAGENT_SYNC_NODE_TYPE": "slave"},
+        overrides={"primary.host": "p", "primary.host_key_policy": "accept-new"},
+    )
+    assert s is not None and s.sync.node_type == "slave"
+    _, problems = load(None, env={"XROAD_NODE_TYPE": "standalone"}, overrides={"primary.host": "p"})
+    assert any(p.path == "sync.node_type (env XROAD_NODE_TYPE)" for p in problems)

@@ -9,6 +9,7 @@ from syncagent.errors import Problem
 from syncagent.xroad import (
     REQUIRED_XROAD_PATHS,
     check_node_is_secondary,
+    major_version,
     missing_required,
     softtoken_key_ids,
 )
@@ -86,3 +87,56 @@ def test_missing_required() -> None:
         "conf.d",
         "signer/keyconf.xml",
     ]
+
+
+# --------------------------------------------------------------------------- X-Road 8
+
+
+@pytest.mark.parametrize("declared", ["secondary", "slave", "SECONDARY"])
+def test_declared_secondary_needs_no_node_ini(declared: str) -> None:
+    assert check_node_is_secondary(NODE_INI, None, declared) is None
+    assert check_node_is_secondary(NODE_INI, b"[node]\ntype = slave\n", declared) is None
+    assert check_node_is_secondary(NODE_INI, b"; no type here\n", declared) is None
+
+
+@pytest.mark.parametrize("declared", ["primary", "master"])
+def test_declared_primary_is_refused(declared: str) -> None:
+    problem = check_node_is_secondary(NODE_INI, None, declared)
+    assert problem == Problem(
+        NODE_INI, f"this node is {declared!r} (XROAD_NODE_TYPE): refusing to overwrite a primary"
+    )
+
+
+def test_env_and_node_ini_that_disagree_are_refused_naming_both() -> None:
+    problem = check_node_is_secondary(NODE_INI, b"[node]\ntype = master\n", "secondary")
+    assert problem is not None
+    assert "XROAD_NODE_TYPE='secondary'" in problem.message and "'master'" in problem.message
+    problem = check_node_is_secondary(NODE_INI, b"[node]\ntype = slave\n", "primary")
+    assert problem is not None and "ambiguous" in problem.message
+
+
+def test_a_declared_type_does_not_excuse_a_broken_node_ini() -> None:
+    problem = check_node_is_secondary(NODE_INI, b"\x00garbage", "secondary")
+    assert problem is not None and "unreadable" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "major"),
+    [
+        (b"7.6.2\n", 7),
+        (b"8.0.0-1.ubuntu24.04\n", 8),
+        (b"  10.1\n", 10),
+        (b"", None),
+        (b"unknown\n", None),
+        (None, None),
+    ],
+)
+def test_major_version(text: bytes | None, major: int | None) -> None:
+    assert major_version(text) == major
+
+
+def test_an_x_road_8_primary_is_initialised_without_keyconf() -> None:
+    assert missing_required([], ["conf.d"], 8) == []
+    assert missing_required([], ["conf.d"], 7) == ["signer/keyconf.xml"]
+    assert missing_required([], ["conf.d"], None) == ["signer/keyconf.xml"]
+    assert missing_required([], [], 9) == ["conf.d"]

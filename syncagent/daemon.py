@@ -157,6 +157,12 @@ class Daemon:
         if result is None:
             log.info("sync_skipped", why=why, paused_by=list(self.state.paused_by))
             return None
+        if self._stop.is_set() and result.outcome not in SUCCESS:
+            interrupted = result.error.message if result.error else None
+            result = result.cancelled()
+            self.metrics.observe_sync(result)
+            log.info("sync", result=str(result.outcome), why=why, interrupted=interrupted)
+            return result
         self.state.record(result, time.time())
         self.state.journal_pending = self.store.journal.exists()
         self.metrics.observe_sync(result)

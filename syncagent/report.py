@@ -16,6 +16,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     NOT_INITIALIZED = "not_initialized"
+    CANCELLED = "cancelled"  # cut short by the agent's own stop: not a failure
 
 
 def outcome_for(reason: Reason) -> Outcome:
@@ -58,7 +59,21 @@ class SyncResult:
     def changed(self) -> bool:
         return bool(self.added or self.modified or self.removed or self.mode_changed)
 
+    def cancelled(self) -> SyncResult:
+        """This result as a sync the agent's own stop cut short: whatever broke (the
+        connection closing under it) is a consequence of stopping, not a failure."""
+        return SyncResult(
+            Outcome.CANCELLED,
+            self.previous,
+            self.previous,
+            duration=self.duration,
+            attempts=self.attempts,
+            dry_run=self.dry_run,
+        )
+
     def summary(self) -> str:
+        if self.outcome is Outcome.CANCELLED:
+            return f"cancelled: stopping; generation {self.generation} stays live"
         if self.error is not None:
             return f"{self.outcome}: [{self.error.reason}] {self.error}"
         counts = (

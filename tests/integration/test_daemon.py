@@ -32,6 +32,7 @@ from support.trees import age, managed
 from syncagent import cli, daemon, engine
 from syncagent.control import ControlFiles
 from syncagent.demo.sample_tree import add_softtoken_key
+from syncagent.errors import Reason, SyncError
 from syncagent.keeper import backoff_ceiling
 from syncagent.report import Outcome, SyncResult
 from syncagent.state import StateDir
@@ -607,6 +608,42 @@ async def test_sighup_and_sync_now_and_sigterm(
     assert "stopped" in events and "sync" in events
     res = agent.cli("status")
     assert res.returncode == 1 and "daemon not running" in res.stdout
+
+
+async def test_a_sync_the_stop_cuts_short_is_cancelled_not_failed(
+    sshd: Sshd, primary_tree: Path, target: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SIGTERM the kept connection closes under a running sync, which then fails with
+    remote_io: that is the stop's doing, so it is `cancelled`, never counted as a failure."""
+    real_sync = engine.sync
+    cut_short = asyncio.Event()
+    calls = 0
+
+    async def interrupted(*args: Any, **kw: Any) -> SyncResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return await real_sync(*args, **kw)
+        cut_short.set()
+        await stopping.wait()
+        return SyncResult(
+            Outcome.FAILED, error=SyncError(Reason.REMOTE_IO, "connection lost (closed)")
+        )
+
+    monkeypatch.setattr(daemon.engine, "sync", interrupted)
+    settings = daemon_settings(sshd, primary_tree, target, sync__interval=300)
+    async with running(settings) as agent:
+        d = agent.daemon
+        stopping = agent.stop
+        await wait_for(d.first_sync_done.is_set, "the first sync")
+        generation = d.state.generation
+        d.sync_now("test")
+        await asyncio.wait_for(cut_short.wait(), 10)
+    text = d.metrics.render().decode()
+    assert metric(text, "syncagent_sync_total", result="cancelled") == 1
+    assert metric(text, "syncagent_failures_total", reason="remote_io") == 0
+    assert d.state.consecutive_failures == 0 and d.state.generation == generation
+    assert d.state.last_result is not None and d.state.last_result.outcome is Outcome.APPLIED
 
 
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours

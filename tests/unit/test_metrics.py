@@ -48,7 +48,7 @@ def test_every_series_exists_from_the_start() -> None:
     text = Metrics(DaemonState(), RULES).render().decode()
     assert _names(text) == EXPECTED
     results = {s["result"] for s in samples(text, "syncagent_sync_total")}
-    assert results == {"applied", "unchanged", "failed", "rejected", "not_initialized"}
+    assert results == {"applied", "unchanged", "failed", "rejected", "not_initialized", "cancelled"}
     reasons = {s["reason"] for s in samples(text, "syncagent_failures_total")}
     assert {
         "connect",

@@ -63,6 +63,7 @@ def print_result(args: argparse.Namespace, result: SyncResult) -> int:
             k: v
             for k, v in doc.items()
             if k not in ("added", "modified", "removed", "mode_changed", "problems")
+            and k != "verify_mismatches"
         },
         changed=len(result.added) + len(result.modified) + len(result.removed),
     )
@@ -86,7 +87,8 @@ def print_result(args: argparse.Namespace, result: SyncResult) -> int:
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
-    return print_result(args, asyncio.run(sync(settings, dry_run=args.command == "diff")))
+    dry_run = args.command == "diff"
+    return print_result(args, asyncio.run(sync(settings, dry_run=dry_run, verify_all=args.verify)))
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
@@ -266,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, parents=[in_command], help=command.help, description=command.help)
+        if name in ("once", "diff"):
+            p.add_argument(
+                "--verify",
+                action="store_true",
+                help="compare every file's content with the primary's now (else a rotating "
+                "share per sync.verify_interval)",
+            )
         if name == "rollback":
             p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
         if name == "check-config":

@@ -405,6 +405,7 @@ class Daemon:
         if current is not None:
             self.state.generation = current.generation
             self.state.last_success = current.listed_at
+        self.state.last_verified = self.store.verify_cursor().last_full_pass
         self.state.journal_pending = self.store.journal.exists()
         self.state.paused_by = self.control_files.paused_by()
         log.info(
@@ -495,6 +496,7 @@ def _log_result(result: SyncResult, why: str, failures: int) -> None:
         k: v
         for k, v in doc.items()
         if k not in ("added", "modified", "removed", "mode_changed", "problems", "dry_run")
+        and k != "verify_mismatches"
     }
     fields.update(
         why=why,
@@ -503,6 +505,7 @@ def _log_result(result: SyncResult, why: str, failures: int) -> None:
         removed=len(result.removed),
         mode_changed=len(result.mode_changed),
         consecutive_failures=failures,
+        verify_mismatches=len(result.mismatches),
     )
     if result.error is not None and result.error.problems:
         fields["problems"] = [str(p) for p in result.error.problems[:5]]

@@ -25,11 +25,11 @@ import structlog
 from . import fswatch
 from .errors import SyncError
 from .excludes import PathFilter
-from .livetree import entry_at
+from .livetree import entry_at, sha256_file
 from .manifest import Manifest
 from .plan import same_as_recorded
 from .state import StateDir
-from .tree import ancestors
+from .tree import Kind, ancestors
 
 log = structlog.get_logger("syncagent.drift")
 
@@ -58,6 +58,19 @@ def drifted(target: Path, manifest: Manifest, paths: Iterable[str]) -> list[str]
     return sorted(
         p for p in paths if not same_as_recorded(entry_at(target / p), manifest.records.get(p))
     )
+
+
+def drifted_content(target: Path, manifest: Manifest, paths: Iterable[str]) -> list[str]:
+    """Files whose live entry still looks like the record (inode, size, mtime) but whose bytes
+    no longer hash to it: an edit that restored all three, which only reading finds."""
+    found = []
+    for p in paths:
+        rec = manifest.records.get(p)
+        if rec is None or rec.kind is not Kind.FILE:
+            continue
+        if same_as_recorded(entry_at(target / p), rec) and sha256_file(target / p) != rec.sha256:
+            found.append(p)
+    return sorted(found)
 
 
 class DriftWatcher:

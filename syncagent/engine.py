@@ -18,6 +18,7 @@ import structlog
 
 from . import apply as applying
 from .connection import Session, connect
+from .drift import drifted_content
 from .errors import Reason, SyncError, os_error
 from .excludes import PathFilter
 from .livetree import LiveTree, scan
@@ -38,6 +39,7 @@ from .stage import (
 from .state import StateDir, open_state
 from .tree import Kind, Listing, ancestors, parent
 from .validate import check_local_node, run_validate_command, validate_tree
+from .verify import LOCAL, PRIMARY, Share, plan_share
 from .xroad import VERSION_PATH, major_version, missing_required
 
 log = structlog.get_logger("syncagent.engine")
@@ -55,6 +57,7 @@ async def sync(
     session: Session | None = None,
     *,
     dry_run: bool = False,
+    verify_all: bool = False,
     on_op: Callable[[int], None] | None = None,
     should_run: Callable[[], bool] | None = None,
 ) -> SyncResult:
@@ -62,14 +65,14 @@ async def sync(
 
     ``sync.timeout`` bounds everything, lock wait and journal roll-forward included, so the
     daemon's liveness check can rely on it. Raises SyncSkipped if ``should_run`` declines.
+    ``verify_all`` compares every file's content now (``syncagent once --verify``).
     """
     started = time.monotonic()
     result = SyncResult(Outcome.FAILED, dry_run=dry_run)
     timeout = settings.sync.timeout
+    run = _Run(dry_run, verify_all, on_op, should_run)
     try:
-        await asyncio.wait_for(
-            _locked_sync(settings, session, result, dry_run, on_op, should_run), timeout
-        )
+        await asyncio.wait_for(_locked_sync(settings, session, result, run), timeout)
     except SyncError as e:
         result.error = e
         result.outcome = outcome_for(e.reason)
@@ -83,17 +86,22 @@ async def sync(
     return result
 
 
+@dataclass(frozen=True)
+class _Run:
+    """How this one sync was asked to run."""
+
+    dry_run: bool
+    verify_all: bool
+    on_op: Callable[[int], None] | None
+    should_run: Callable[[], bool] | None
+
+
 async def _locked_sync(
-    settings: Settings,
-    session: Session | None,
-    result: SyncResult,
-    dry_run: bool,
-    on_op: Callable[[int], None] | None,
-    should_run: Callable[[], bool] | None,
+    settings: Settings, session: Session | None, result: SyncResult, run: _Run
 ) -> None:
     state = open_state(settings.sync.state_dir, settings.sync.target)
     async with applying.locked_and_recovered(state, settings.sync.target, settings.sync.timeout):
-        if should_run is not None and not should_run():
+        if run.should_run is not None and not run.should_run():
             raise SyncSkipped
         current = state.current()
         result.previous = result.generation = current.generation if current else None
@@ -103,7 +111,7 @@ async def _locked_sync(
             session = await connect(settings.primary, state.pinned_host_key)
         assert session is not None
         try:
-            await _sync(settings, session, state, current, result, dry_run, on_op)
+            await _sync(settings, session, state, current, result, run)
         finally:
             if own:
                 await session.close()
@@ -119,6 +127,7 @@ class _Snapshot:
     known: dict[str, Record]
     fetched: set[str]
     hashes: dict[str, str]
+    verify_only: tuple[str, ...]
 
 
 async def _stable_snapshot(
@@ -127,6 +136,7 @@ async def _stable_snapshot(
     state: StateDir,
     current: Manifest | None,
     result: SyncResult,
+    verify: frozenset[str],
 ) -> _Snapshot:
     """List and fetch until the primary held still for the whole round."""
     sync = settings.sync
@@ -140,7 +150,9 @@ async def _stable_snapshot(
         if sync.xroad_checks:
             await _check_initialized(session, root, listing)
         live = await asyncio.to_thread(scan, sync.target, pf)
-        fp = plan_fetch(listing, live.entries, current, now=time.time(), settle=sync.settle)
+        fp = plan_fetch(
+            listing, live.entries, current, now=time.time(), settle=sync.settle, verify=verify
+        )
         if fp.unsettled and attempt < MAX_ATTEMPTS:
             wait = fp.settle_wait(time.time())
             log.info("waiting_to_settle", files=len(fp.unsettled), seconds=round(wait, 2))
@@ -161,7 +173,9 @@ async def _stable_snapshot(
             if moved:
                 log.info("primary_changed_during_sync", paths=moved[:10], attempt=attempt)
                 continue
-        return _Snapshot(listing, listed_at, live, fp.known, set(fp.fetch), hashes)
+        return _Snapshot(
+            listing, listed_at, live, fp.known, set(fp.fetch), hashes, fp.verify_only
+        )
     raise SyncError(
         Reason.REMOTE_IO,
         f"the primary's tree kept changing over {MAX_ATTEMPTS} "
@@ -206,16 +220,32 @@ async def _sync(
     state: StateDir,
     current: Manifest | None,
     result: SyncResult,
-    dry_run: bool,
-    on_op: Callable[[int], None] | None,
+    run: _Run,
 ) -> None:
     sync = settings.sync
     target, farm = sync.target, state.candidate
+    share = _verification_share(settings, state, current, run.verify_all)
+    trusted = current
+    if current is not None and share.paths:
+        local = await asyncio.to_thread(drifted_content, target, current, share.paths)
+        result.mismatches += [(p, LOCAL) for p in local]
+        trusted = current.without(local)  # the primary's copy replaces each of them
     try:  # a failed fetch must not leave its partial files behind (a full disk stays full)
-        snap = await _stable_snapshot(settings, session, state, current, result)
+        snap = await _stable_snapshot(
+            settings, session, state, trusted, result, frozenset(share.paths)
+        )
+        result.verified = len(share.paths)
+        if current is not None:
+            result.mismatches += [
+                (p, PRIMARY)
+                for p in snap.verify_only
+                if (rec := current.records.get(p)) and rec.sha256 != snap.hashes.get(p)
+            ]
+        for path, side in result.mismatches:
+            log.warning("verify_mismatch", path=path, side=side, action="applying the primary's")
         live = snap.live
         records = new_records(snap.listing, snap.known, snap.hashes, farm)
-        ch = diff(records, live, trusted_live(live.entries, current), sync.commit_last)
+        ch = diff(records, live, trusted_live(live.entries, trusted), sync.commit_last)
         result.added, result.modified, result.removed = ch.added, ch.modified, ch.removed
         result.mode_changed = [p for p, _ in ch.chmods]
         if ch.empty():  # no candidate tree to build: the live tree already is the generation
@@ -223,9 +253,11 @@ async def _sync(
             manifest = Manifest(generation_id(records), snap.listed_at, records)
             result.outcome = Outcome.UNCHANGED
             result.candidate = result.generation = manifest.generation
-            # listed_at only needs to advance when racy files were re-read (plan.RACY_SLACK)
-            if not dry_run and (current is None or snap.fetched or current.records != records):
-                await asyncio.to_thread(state.write_current, manifest)
+            if not run.dry_run:
+                # listed_at only needs to advance when racy files were re-read (plan.RACY_SLACK)
+                if current is None or snap.fetched or current.records != records:
+                    await asyncio.to_thread(state.write_current, manifest)
+                await _keep_verification(state, share, result)
             return
         await asyncio.to_thread(
             build_candidate, farm, target, snap.listing, snap.known, snap.fetched
@@ -236,20 +268,41 @@ async def _sync(
         manifest = Manifest(generation_id(records), snap.listed_at, records)
         result.candidate = manifest.generation
         await _validate(sync, farm, records, snap.fetched)
-        if dry_run:
+        if run.dry_run:
             result.outcome = Outcome.UNCHANGED
             return
         await asyncio.to_thread(fsync_tree, farm)
         gen_dir = await asyncio.to_thread(state.store_generation, manifest, farm)
         await applying.finish_in_thread(
-            applying.publish, state, target, manifest, gen_dir, ch, Ownership.of(sync), on_op
+            applying.publish, state, target, manifest, gen_dir, ch, Ownership.of(sync), run.on_op
         )
         await asyncio.to_thread(state.prune, manifest.generation, sync.keep_generations)
         result.outcome = Outcome.APPLIED
         result.generation = manifest.generation
+        await _keep_verification(state, share, result)
     finally:
         if farm.exists():
             await asyncio.to_thread(shutil.rmtree, farm, True)
+
+
+def _verification_share(
+    settings: Settings, state: StateDir, current: Manifest | None, everything: bool
+) -> Share:
+    files = sorted(p for p, r in current.records.items() if r.kind is Kind.FILE) if current else []
+    return plan_share(
+        files,
+        state.verify_cursor(),
+        now=time.time(),
+        interval=settings.sync.verify_interval,
+        everything=everything,
+    )
+
+
+async def _keep_verification(state: StateDir, share: Share, result: SyncResult) -> None:
+    """The share counts only once its sync succeeded: a failed one is verified again."""
+    await asyncio.to_thread(state.write_verify_cursor, share.next)
+    if share.completes_pass:
+        result.verified_pass_at = share.next.last_full_pass
 
 
 async def _validate(

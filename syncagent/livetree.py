@@ -5,6 +5,7 @@ Node-local paths are filtered out here, before planning, so nothing downstream c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from .excludes import PathFilter
 from .tree import Kind
+
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,18 @@ def _scan_dir(base: Path, rel: str, pf: PathFilter, tree: LiveTree) -> None:
             tree.entries[path] = _entry(st, de.path)
             if is_dir:
                 _scan_dir(base, path, pf, tree)
+
+
+def sha256_file(path: Path) -> str | None:
+    """The content hash of a live file; None if it is gone or unreadable."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def entry_at(path: Path) -> LiveEntry | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,12 @@ class Manifest:
             raise ValueError(f"unsupported manifest version {doc.get('version')!r}")
         records = {p: Record(**{**r, "kind": Kind(r["kind"])}) for p, r in doc["records"].items()}
         return cls(doc["generation"], float(doc["listed_at"]), records)
+
+    def without(self, paths: Iterable[str]) -> Manifest:
+        """This record, vouching for nothing at ``paths`` (their live copies are suspect)."""
+        drop = set(paths)
+        kept = {p: r for p, r in self.records.items() if p not in drop}
+        return Manifest(self.generation, self.listed_at, kept)
 
     def dumps(self) -> bytes:
         return json.dumps(self.to_json(), separators=(",", ":")).encode()

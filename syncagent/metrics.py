@@ -25,6 +25,7 @@ from .errors import Reason
 from .report import Outcome, SyncResult
 from .settings import ReloadRule
 from .status import DaemonState
+from .verify import SIDES
 
 # `_created` series double the exposition and nothing here alerts on them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -69,12 +70,20 @@ class Metrics:
         self.reload_total = Counter(
             "syncagent_reload", "Reload rule runs by result.", ["rule", "result"], registry=r
         )
+        self.verify_mismatches_total = Counter(
+            "syncagent_verify_mismatches",
+            "Files whose content differed from the record when verified, by side.",
+            ["side"],
+            registry=r,
+        )
         for outcome in Outcome:
             self.sync_total.labels(str(outcome))
         for reason in Reason:
             self.failures_total.labels(str(reason))
         for op in CHANGE_OPS:
             self.files_changed_total.labels(op)
+        for side in SIDES:
+            self.verify_mismatches_total.labels(side)
         for rule in reload_rules:
             for res in RELOAD_RESULTS:
                 self.reload_total.labels(rule.name, res)
@@ -86,6 +95,8 @@ class Metrics:
         self.bytes_fetched_total.inc(result.bytes_fetched)
         if result.reason is not None:
             self.failures_total.labels(str(result.reason)).inc()
+        for _, side in result.mismatches:
+            self.verify_mismatches_total.labels(side).inc()
         if result.outcome is Outcome.APPLIED:
             for op, paths in zip(
                 CHANGE_OPS, (result.added, result.modified, result.removed), strict=True
@@ -120,6 +131,11 @@ class _StateCollector(Collector):
             "syncagent_last_attempt_timestamp_seconds",
             "Unix time of the last sync attempt (0: never).",
             s.last_attempt or 0.0,
+        )
+        yield _gauge(
+            "syncagent_last_verified_timestamp_seconds",
+            "Unix time the last full content-verification pass completed (0: never).",
+            s.last_verified or 0.0,
         )
         yield _gauge(
             "syncagent_consecutive_failures",

@@ -29,6 +29,7 @@ class FetchPlan:
     known: dict[str, Record]  # paths whose new content the record already vouches for
     unsettled: tuple[str, ...]
     settled_at: float | None = None  # when the youngest unsettled file counts as settled
+    verify_only: tuple[str, ...] = ()  # fetched only to compare their content
 
     def settle_wait(self, now: float) -> float:
         """Seconds to wait before listing again, so every unsettled file has settled."""
@@ -73,9 +74,13 @@ def plan_fetch(
     *,
     now: float,
     settle: float,
+    verify: frozenset[str] = frozenset(),
 ) -> FetchPlan:
+    """Which files to fetch: every file the record cannot vouch for, and those being verified
+    (``verify``: fetched and compared by content even when (size, mtime) say unchanged)."""
     fetch: list[str] = []
     unsettled: list[str] = []
+    verify_only: list[str] = []
     known: dict[str, Record] = {}
     for path, e in sorted(listing.items()):
         if e.kind is Kind.DIR:
@@ -84,16 +89,19 @@ def plan_fetch(
             known[path] = Record(Kind.SYMLINK, e.mode, link=e.link, remote_mtime=e.mtime)
             continue
         rec = trusted_record(path, live, record)
-        if rec is not None and record is not None and _clean(e, rec, record.listed_at):
+        clean = rec is not None and record is not None and _clean(e, rec, record.listed_at)
+        if clean and rec is not None and path not in verify:
             known[path] = Record(Kind.FILE, e.mode, rec.sha256, size=e.size, remote_mtime=e.mtime)
             continue
         fetch.append(path)
-        if settle and 0 <= now - e.mtime < settle + MTIME_RESOLUTION:
+        if clean:
+            verify_only.append(path)
+        elif settle and 0 <= now - e.mtime < settle + MTIME_RESOLUTION:
             unsettled.append(path)
     settled_at = (
         max(listing[p].mtime for p in unsettled) + settle + MTIME_RESOLUTION if unsettled else None
     )
-    return FetchPlan(tuple(fetch), known, tuple(unsettled), settled_at)
+    return FetchPlan(tuple(fetch), known, tuple(unsettled), settled_at, tuple(verify_only))
 
 
 def _clean(e: RemoteEntry, rec: Record, listed_at: float) -> bool:

@@ -44,6 +44,9 @@ class SyncResult:
     attempts: int = 1
     error: SyncError | None = None
     dry_run: bool = False
+    verified: int = 0  # files whose content was compared with the primary's and the record
+    mismatches: list[tuple[str, str]] = field(default_factory=list)  # (path, side)
+    verified_pass_at: float | None = None  # this sync completed a full verification pass
 
     @property
     def exit_code(self) -> ExitCode:
@@ -107,6 +110,8 @@ class SyncResult:
             "duration_seconds": round(self.duration, 4),
             "attempts": self.attempts,
             "dry_run": self.dry_run,
+            "verified": self.verified,
+            "verify_mismatches": [{"path": p, "side": side} for p, side in self.mismatches],
         }
         if self.error is not None:
             doc["reason"] = str(self.error.reason)

@@ -289,6 +289,12 @@ class SyncSettings:
         "Not ready when the last success is older than this (unset: stay ready).",
     )
     timeout: float = setting(300.0, _positive, "Seconds one whole sync may take.")
+    verify_interval: float = setting(
+        3600.0,
+        _non_negative,
+        "Compare every synced file's content with the primary's, and re-hash its live copy, "
+        "at least this often (a rotating share per sync; 0: every file, every sync).",
+    )
     node_type: str | None = setting(
         None,
         _opt_node_type,

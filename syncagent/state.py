@@ -11,6 +11,7 @@
     <state_dir>/paused               pause flag (``syncagent pause``)
     <state_dir>/sync-now             trigger file (``syncagent sync-now`` without a signal)
     <state_dir>/known_hosts.pinned   the primary's key under host_key_policy = accept-new
+    <state_dir>/verify.json          where the rotating content verification stands
 
 It holds copies of secrets (db.properties), so it is 0700.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from .errors import Reason, SyncError, os_error
 from .manifest import Manifest
+from .verify import Cursor
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -65,6 +67,7 @@ class StateDir:
         self.pause_flag = path / "paused"
         self.trigger = path / "sync-now"
         self.pinned_host_key = path / "known_hosts.pinned"
+        self.verify_file = path / "verify.json"
 
     @property
     def candidate(self) -> Path:
@@ -105,6 +108,17 @@ class StateDir:
 
     def write_current(self, manifest: Manifest) -> None:
         atomic_write(self.current_file, manifest.dumps())
+
+    def verify_cursor(self) -> Cursor:
+        """Where verification stands; a missing or damaged file only restarts the pass."""
+        try:
+            doc = json.loads(self.verify_file.read_bytes())
+        except (OSError, ValueError):
+            return Cursor()
+        return Cursor.from_json(doc) if isinstance(doc, dict) else Cursor()
+
+    def write_verify_cursor(self, cursor: Cursor) -> None:
+        atomic_write(self.verify_file, json.dumps(cursor.to_json()).encode())
 
     def generation_dir(self, gen: str) -> Path:
         return self.generations / gen

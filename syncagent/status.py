@@ -19,6 +19,7 @@ from typing import Any
 
 from .report import Outcome, SyncResult
 from .state import atomic_write
+from .verify import SIDES
 
 FORMAT_VERSION = 1
 SYNC_GRACE = 5.0  # seconds past sync.timeout before liveness fails (the engine times out first)
@@ -54,6 +55,8 @@ class DaemonState:
     syncing_since: float | None = None  # time.monotonic() when the running sync started
     heartbeat: float = field(default_factory=time.monotonic)
     journal_pending: bool = False
+    last_verified: float | None = None  # when the last full content-verification pass ended
+    verify_mismatches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
 
     @property
     def paused(self) -> bool:
@@ -71,6 +74,10 @@ class DaemonState:
             self.consecutive_failures += 1
         if result.outcome is Outcome.APPLIED:
             self.last_applied = result
+        for _, side in result.mismatches:
+            self.verify_mismatches[side] = self.verify_mismatches.get(side, 0) + 1
+        if result.verified_pass_at is not None:
+            self.last_verified = result.verified_pass_at
 
     def readiness(self, now: float, max_staleness: float | None) -> list[Check]:
         """The agent's own readiness; /readyz adds the upstream check."""
@@ -144,6 +151,8 @@ class DaemonState:
             "reconnect_attempts": self.reconnect_attempts,
             "syncing": self.syncing_since is not None,
             "last_change": _change_doc(self.last_applied),
+            "last_verified": self.last_verified,
+            "verify_mismatches": dict(self.verify_mismatches),
         }
         return doc
 

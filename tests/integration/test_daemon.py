@@ -646,6 +646,31 @@ async def test_a_sync_the_stop_cuts_short_is_cancelled_not_failed(
     assert d.state.last_result is not None and d.state.last_result.outcome is Outcome.APPLIED
 
 
+async def test_verification_mismatches_and_passes_are_metrics_and_status(
+    sshd: Sshd, primary_tree: Path, target: Path
+) -> None:
+    settings = daemon_settings(sshd, primary_tree, target, sync__verify_interval=0)
+    async with running(settings) as agent:
+        d = agent.daemon
+        await wait_for(d.first_sync_done.is_set, "the first sync")
+        local_ini = primary_tree / "conf.d" / "local.ini"
+        st = local_ini.stat()
+        data = local_ini.read_bytes()
+        local_ini.write_bytes(data.replace(b"=", b":", 1))
+        os.utime(local_ini, ns=(st.st_atime_ns, st.st_mtime_ns))
+        await wait_for(
+            lambda: (target / "conf.d" / "local.ini").read_bytes() == local_ini.read_bytes(),
+            "verification to bring the same-size, same-mtime rewrite",
+        )
+        text = await agent.metrics()
+        assert metric(text, "syncagent_verify_mismatches_total", side="primary") == 1
+        assert metric(text, "syncagent_verify_mismatches_total", side="local") == 0
+        assert (metric(text, "syncagent_last_verified_timestamp_seconds") or 0) > time.time() - 60
+        doc = await agent.status()
+        assert doc["verify_mismatches"] == {"primary": 1, "local": 0}
+        assert doc["last_verified"] > time.time() - 60
+
+
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours
 
 

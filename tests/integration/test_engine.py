@@ -535,3 +535,76 @@ async def test_cancelled_apply_finishes_before_the_lock_is_released(tmp_path: Pa
     async with locked(state, 0.5):
         events.append("relocked")
     assert events == ["applied", "relocked"]
+
+
+# --- content verification ---------------------------------------------------------------------
+
+
+def rewrite_keeping_size_and_mtime(path: Path) -> bytes:
+    """What a backup restore, `cp -p` or `rsync -t` does: new bytes, same size, same mtime."""
+    st = path.stat()
+    data = path.read_bytes()
+    new = data.replace(b"=", b":", 1)
+    assert new != data and len(new) == len(data)
+    with path.open("r+b") as fh:  # in place: the inode stays too
+        fh.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    return new
+
+
+def test_a_same_size_same_mtime_rewrite_on_the_primary_is_found_by_verification(
+    make_settings: MakeSettings, primary_tree: Path, target: Path
+) -> None:
+    settings = make_settings()
+    assert run(settings).outcome is Outcome.APPLIED
+    new = rewrite_keeping_size_and_mtime(primary_tree / "conf.d" / "local.ini")
+    blind = run(settings)
+    assert blind.outcome is Outcome.UNCHANGED and blind.verified == 0
+    assert (target / "conf.d" / "local.ini").read_bytes() != new, "(size, mtime) cannot see it"
+    result = run(settings, verify_all=True)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.modified == ["conf.d/local.ini"]
+    assert result.mismatches == [("conf.d/local.ini", "primary")]
+    tree = primary_tree
+    files = [p for p in managed(tree, settings) if managed(tree, settings)[p][0] == "file"]
+    assert result.verified == len(files)
+    assert result.verified_pass_at is not None
+    assert (target / "conf.d" / "local.ini").read_bytes() == new
+    assert managed(target, settings) == managed(primary_tree, settings)
+    again = run(settings, verify_all=True)
+    assert again.outcome is Outcome.UNCHANGED and again.mismatches == []
+
+
+def test_a_local_edit_that_keeps_inode_size_and_mtime_is_found_by_verification(
+    make_settings: MakeSettings, primary_tree: Path, target: Path
+) -> None:
+    settings = make_settings(sync__verify_interval="0")  # every file, every sync
+    assert run(settings).outcome is Outcome.APPLIED
+    live = target / "conf.d" / "local.ini"
+    ino = live.stat().st_ino
+    rewrite_keeping_size_and_mtime(live)
+    assert live.stat().st_ino == ino
+    result = run(settings)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.mismatches == [("conf.d/local.ini", "local")]
+    assert live.read_bytes() == (primary_tree / "conf.d" / "local.ini").read_bytes()
+    assert managed(target, settings) == managed(primary_tree, settings)
+
+
+def test_the_default_interval_verifies_a_rotating_share_not_everything(
+    make_settings: MakeSettings, primary_tree: Path, target: Path
+) -> None:
+    """A no-op right after a sync verifies nothing and fetches nothing; once a whole
+    interval has passed the pass has covered every file."""
+    hourly = make_settings()  # the default, 3600 s
+    assert run(hourly).outcome is Outcome.APPLIED
+    quick = run(hourly)
+    assert quick.outcome is Outcome.UNCHANGED and quick.verified == 0
+    assert (quick.files_fetched, quick.bytes_fetched) == (0, 0)
+    new = rewrite_keeping_size_and_mtime(primary_tree / "conf.d" / "local.ini")
+    time.sleep(2.2)
+    result = run(make_settings(sync__verify_interval="2"))
+    assert result.verified_pass_at is not None, "a whole interval passed: a whole pass"
+    assert ("conf.d/local.ini", "primary") in result.mismatches
+    assert (target / "conf.d" / "local.ini").read_bytes() == new

@@ -33,6 +33,8 @@ EXPECTED = {
     "syncagent_drift_total",
     "syncagent_reload_total",
     "syncagent_build_info",
+    "syncagent_verify_mismatches_total",
+    "syncagent_last_verified_timestamp_seconds",
 }
 
 
@@ -144,3 +146,23 @@ def test_exposition_passes_promtool() -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip() == b"" and res.stderr.strip() == b""
+
+
+def test_verification_is_counted_by_side_and_its_last_pass_is_a_gauge() -> None:
+    state = DaemonState()
+    m = Metrics(state)
+    result = SyncResult(
+        Outcome.APPLIED,
+        generation="g2",
+        modified=["conf.d/local.ini", "db.properties"],
+        mismatches=[("conf.d/local.ini", "primary"), ("db.properties", "local")],
+        verified_pass_at=1234.0,
+    )
+    state.record(result, 1240.0)
+    m.observe_sync(result)
+    text = m.render().decode()
+    assert metric(text, "syncagent_verify_mismatches_total", side="primary") == 1
+    assert metric(text, "syncagent_verify_mismatches_total", side="local") == 1
+    assert metric(text, "syncagent_last_verified_timestamp_seconds") == 1234.0
+    assert state.to_json(1240.0, None)["verify_mismatches"] == {"primary": 1, "local": 1}
+    assert state.to_json(1240.0, None)["last_verified"] == 1234.0

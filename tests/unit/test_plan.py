@@ -101,3 +101,20 @@ def test_diff_refuses_to_replace_a_dir_holding_node_local_files() -> None:
     with pytest.raises(SyncError) as e:
         diff(new, live, {})
     assert e.value.reason is Reason.APPLY
+
+
+def test_verified_files_are_fetched_even_when_clean_and_say_so() -> None:
+    manifest = Manifest("g", listed_at=NOW, records={"a": _rec("x"), "b": _rec("y")})
+    listing = {
+        "a": RemoteEntry(Kind.FILE, 0o640, 10, 100),
+        "b": RemoteEntry(Kind.FILE, 0o640, 10, 100),
+    }
+    live = {"a": _live(), "b": _live()}
+    fp = plan_fetch(listing, live, manifest, now=NOW + 100, settle=2, verify=frozenset({"a"}))
+    assert fp.fetch == ("a",) and fp.verify_only == ("a",)
+    assert "a" not in fp.known and fp.known["b"].sha256 == "y"
+    assert fp.unsettled == ()
+    # a file that changed anyway is a change, not a verification
+    listing["a"] = RemoteEntry(Kind.FILE, 0o640, 11, 100)
+    fp = plan_fetch(listing, live, manifest, now=NOW + 100, settle=2, verify=frozenset({"a"}))
+    assert fp.fetch == ("a",) and fp.verify_only == ()

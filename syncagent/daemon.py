@@ -104,6 +104,7 @@ class Daemon:
         self._announced = False
         self._current_sig: tuple[int, int, int] | None = None
         self._status_warned = False
+        self._version_note_logged = False
 
     # ---- triggers --------------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class Daemon:
             log.info("sync", result=str(result.outcome), why=why, interrupted=interrupted)
             return result
         self.state.record(result, time.time())
+        self._note_version_check(result)
         self.state.journal_pending = self.store.journal.exists()
         self.metrics.observe_sync(result)
         _log_result(result, why, self.state.consecutive_failures)
@@ -216,6 +218,14 @@ class Daemon:
             if self._stop.is_set():
                 return
             await self.run_sync(self._take_reasons())
+
+    def _note_version_check(self, result: SyncResult) -> None:
+        """An unavailable version check is said once, not every minute."""
+        versions = result.versions
+        unavailable = versions is not None and versions.skew is None
+        if unavailable and not self._version_note_logged and versions is not None:
+            log.info("version_check_unavailable", why=versions.note, action="no version check")
+        self._version_note_logged = unavailable
 
     def _announce_ready(self) -> None:
         """READY=1 once serving and the first sync was tried: X-Road units start after it."""

@@ -24,7 +24,7 @@ from .excludes import PathFilter
 from .livetree import LiveTree, scan
 from .manifest import Manifest, Record, generation_id, live_identity_records, new_records
 from .plan import diff, plan_fetch, trusted_live
-from .report import Outcome, SyncResult, outcome_for
+from .report import Outcome, SyncResult, VersionCheck, outcome_for
 from .settings import Settings, SyncSettings
 from .snapshot import Limits, list_tree, read_small, restat
 from .stage import (
@@ -38,9 +38,9 @@ from .stage import (
 )
 from .state import StateDir, open_state
 from .tree import Kind, Listing, ancestors, parent
-from .validate import check_local_node, run_validate_command, validate_tree
+from .validate import check_local_node, read_local_version, run_validate_command, validate_tree
 from .verify import LOCAL, PRIMARY, Share, plan_share
-from .xroad import VERSION_PATH, major_version, missing_required
+from .xroad import VERSION_PATH, major_version, missing_required, same_release
 
 log = structlog.get_logger("syncagent.engine")
 
@@ -173,9 +173,7 @@ async def _stable_snapshot(
             if moved:
                 log.info("primary_changed_during_sync", paths=moved[:10], attempt=attempt)
                 continue
-        return _Snapshot(
-            listing, listed_at, live, fp.known, set(fp.fetch), hashes, fp.verify_only
-        )
+        return _Snapshot(listing, listed_at, live, fp.known, set(fp.fetch), hashes, fp.verify_only)
     raise SyncError(
         Reason.REMOTE_IO,
         f"the primary's tree kept changing over {MAX_ATTEMPTS} "
@@ -183,14 +181,49 @@ async def _stable_snapshot(
     )
 
 
+async def _check_versions(settings: Settings, session: Session, result: SyncResult) -> None:
+    """Configuration written by another X-Road release can break this node: hold it (IG-XLB's
+    upgrade procedure disabled sync by hand while versions differed)."""
+    sync = settings.sync
+    if sync.version_source is None or sync.version_skew == "ignore":
+        return
+    local, why = await asyncio.to_thread(read_local_version, sync.version_source)
+    if local is None:  # nothing to compare with: spare the primary the read
+        result.versions = VersionCheck(None, None, None, why)
+        return
+    raw = await read_small(session, settings.primary.remote_root, VERSION_PATH, VERSION_MAX_BYTES)
+    primary = raw.decode("utf-8", "replace").strip() or None if raw is not None else None
+    if primary is None:
+        why = f"the primary has no readable {VERSION_PATH}"
+    same = same_release(primary, local) if primary else None
+    if primary and same is None:
+        why = f"cannot compare {primary!r} with {local!r}"
+    result.versions = VersionCheck(primary, local, None if same is None else not same, why)
+    if same is not False:
+        return
+    held = sync.version_skew == "hold"
+    log.warning(
+        "version_skew",
+        primary=primary,
+        local=local,
+        action="holding: nothing is applied until they match" if held else "applying anyway",
+    )
+    if held:
+        raise SyncError(
+            Reason.VERSION_SKEW,
+            f"the primary runs X-Road {primary}, this node {local}: nothing applied until "
+            "they match (sync.version_skew = hold)",
+        )
+
+
 async def _check_initialized(session: Session, root: str, listing: Listing) -> None:
     """A primary before its first initialisation must not wipe a working secondary. What an
     initialised one holds depends on its release (X-Road 8 keeps keyconf in its database), so
-    VERSION is read, only when the 7.x answer would be "not initialized"."""
+    VERSION is read when the 7.x answer would be "not initialized"."""
     files = [p for p, e in listing.items() if e.kind is Kind.FILE]
     dirs = [p for p, e in listing.items() if e.kind is Kind.DIR]
     missing = missing_required(files, dirs)
-    if missing and VERSION_PATH in files:
+    if missing:  # VERSION is node-local in the X-Road profiles: read it, not from the listing
         version = await read_small(session, root, VERSION_PATH, VERSION_MAX_BYTES)
         missing = missing_required(files, dirs, major_version(version))
     if missing:
@@ -224,6 +257,7 @@ async def _sync(
 ) -> None:
     sync = settings.sync
     target, farm = sync.target, state.candidate
+    await _check_versions(settings, session, result)
     share = _verification_share(settings, state, current, run.verify_all)
     trusted = current
     if current is not None and share.paths:

@@ -23,6 +23,7 @@ class Reason(enum.StrEnum):
     DISK = "disk"
     CONFIG = "config"
     NOT_INITIALIZED = "not_initialized"
+    VERSION_SKEW = "version_skew"  # the primary runs another X-Road release: held
 
 
 class ExitCode(enum.IntEnum):
@@ -36,7 +37,7 @@ class ExitCode(enum.IntEnum):
 def exit_code_for(reason: Reason) -> ExitCode:
     if reason is Reason.CONFIG:
         return ExitCode.CONFIG
-    if reason in (Reason.VALIDATION, Reason.LIMITS):
+    if reason in (Reason.VALIDATION, Reason.LIMITS, Reason.VERSION_SKEW):
         return ExitCode.REJECTED
     if reason is Reason.NOT_INITIALIZED:
         return ExitCode.NOT_INITIALIZED

@@ -155,6 +155,11 @@ class _StateCollector(Collector):
             s.ready(time.time(), self.max_staleness()),
         )
         yield _gauge("syncagent_paused", "1 while a pause flag file exists.", s.paused)
+        yield _gauge(
+            "syncagent_version_skew",
+            "1 while the primary runs another X-Road release than this node.",
+            s.version_skew,
+        )
         yield _gauge("syncagent_connected", "1 while the SSH connection is open.", s.connected)
         build = GaugeMetricFamily(
             "syncagent_build_info", "The agent's version.", labels=["version"]

@@ -28,6 +28,19 @@ def outcome_for(reason: Reason) -> Outcome:
     return Outcome.FAILED
 
 
+@dataclass(frozen=True)
+class VersionCheck:
+    """The primary's X-Road release against this node's, as one sync saw them."""
+
+    primary: str | None
+    local: str | None
+    skew: bool | None  # None: one of them could not be read, so there was no check
+    note: str = ""  # why there was no check
+
+    def to_json(self) -> dict[str, Any]:
+        return {"primary": self.primary, "local": self.local, "skew": self.skew, "note": self.note}
+
+
 @dataclass
 class SyncResult:
     outcome: Outcome
@@ -47,6 +60,7 @@ class SyncResult:
     verified: int = 0  # files whose content was compared with the primary's and the record
     mismatches: list[tuple[str, str]] = field(default_factory=list)  # (path, side)
     verified_pass_at: float | None = None  # this sync completed a full verification pass
+    versions: VersionCheck | None = None  # None: no version check configured
 
     @property
     def exit_code(self) -> ExitCode:
@@ -112,6 +126,7 @@ class SyncResult:
             "dry_run": self.dry_run,
             "verified": self.verified,
             "verify_mismatches": [{"path": p, "side": side} for p, side in self.mismatches],
+            "versions": self.versions.to_json() if self.versions else None,
         }
         if self.error is not None:
             doc["reason"] = str(self.error.reason)

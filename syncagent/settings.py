@@ -27,11 +27,19 @@ from typing import Any
 from . import testhooks
 from .errors import Problem, Reason
 from .excludes import PathFilter, compile_pattern
-from .xroad import DISABLE_FLAG, NODE_TYPE_ENV, NODE_TYPES, PROFILES, XROAD_PROFILES
+from .xroad import (
+    DISABLE_FLAG,
+    NODE_TYPE_ENV,
+    NODE_TYPES,
+    PROFILES,
+    XROAD_PROFILES,
+    default_version_source,
+)
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+VERSION_SKEW_POLICIES = ("hold", "warn", "ignore")
 CONFIG_ENV = "SYNCAGENT_CONFIG"
 PRIMARY_DNS_ENV = "XROAD_PRIMARY_DNS"  # what the sidecar image already sets
 STATE_DIR_NAME = ".syncagent"
@@ -175,6 +183,19 @@ def _opt_node_type(v: Any) -> str | None:
     return s
 
 
+def _version_source(v: Any) -> str | None:
+    s = _str(v).strip()
+    if s in ("", "none"):
+        return None
+    if s.startswith("dpkg:"):
+        if not s.removeprefix("dpkg:"):
+            raise SettingError("dpkg: needs a package name, e.g. dpkg:xroad-proxy")
+        return s
+    if not s.startswith("/"):
+        raise SettingError(f"expected an absolute path, dpkg:<package> or none; got {s!r}")
+    return s
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         s = _str(v)
@@ -294,6 +315,17 @@ class SyncSettings:
         _non_negative,
         "Compare every synced file's content with the primary's, and re-hash its live copy, "
         "at least this often (a rotating share per sync; 0: every file, every sync).",
+    )
+    version_source: str | None = setting(
+        None,
+        _version_source,
+        "Where this node's own X-Road version is read: a file, dpkg:<package>, or none.",
+        shown="sidecar: /usr/share/xroad/config/VERSION; xlb: dpkg:xroad-proxy; none: none",
+    )
+    version_skew: str = setting(
+        "hold",
+        _choice(VERSION_SKEW_POLICIES),
+        "When the primary's VERSION names another release: hold (apply nothing), warn, ignore.",
     )
     node_type: str | None = setting(
         None,
@@ -604,6 +636,9 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
     for name in ("sync.target", "primary.remote_root", "sync.disable_flag"):
         if not str(values[name]).startswith("/"):
             loader.problem(f"{name} ({sources[name]})", "must be an absolute path")
+    if sources["sync.version_source"] == "default":
+        values["sync.version_source"] = default_version_source(values["sync.profile"])
+        sources["sync.version_source"] = f"default (profile {values['sync.profile']})"
     if values["sync.state_dir"] is None:
         values["sync.state_dir"] = Path(values["sync.target"]) / STATE_DIR_NAME
         sources["sync.state_dir"] = f"default (<target>/{STATE_DIR_NAME})"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .report import Outcome, SyncResult
+from .report import Outcome, SyncResult, VersionCheck
 from .state import atomic_write
 from .verify import SIDES
 
@@ -55,12 +55,17 @@ class DaemonState:
     syncing_since: float | None = None  # time.monotonic() when the running sync started
     heartbeat: float = field(default_factory=time.monotonic)
     journal_pending: bool = False
+    versions: VersionCheck | None = None  # the last sync's version check (None: not configured)
     last_verified: float | None = None  # when the last full content-verification pass ended
     verify_mismatches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
 
     @property
     def paused(self) -> bool:
         return bool(self.paused_by)
+
+    @property
+    def version_skew(self) -> bool:
+        return self.versions is not None and self.versions.skew is True
 
     def record(self, result: SyncResult, now: float) -> None:
         """Fold one sync result in; a failed sync leaves the live generation as it was."""
@@ -74,6 +79,8 @@ class DaemonState:
             self.consecutive_failures += 1
         if result.outcome is Outcome.APPLIED:
             self.last_applied = result
+        if result.versions is not None:
+            self.versions = result.versions
         for _, side in result.mismatches:
             self.verify_mismatches[side] = self.verify_mismatches.get(side, 0) + 1
         if result.verified_pass_at is not None:
@@ -152,6 +159,7 @@ class DaemonState:
             "syncing": self.syncing_since is not None,
             "last_change": _change_doc(self.last_applied),
             "last_verified": self.last_verified,
+            "version_check": self.versions.to_json() if self.versions else None,
             "verify_mismatches": dict(self.verify_mismatches),
         }
         return doc

@@ -155,3 +155,31 @@ def check_local_node(sync: SyncSettings) -> None:
     problem = check_node_is_secondary(str(node_ini), data, sync.node_type)
     if problem:
         raise SyncError(Reason.VALIDATION, "this node is not a secondary", (problem,))
+
+
+def read_local_version(source: str) -> tuple[str | None, str]:
+    """This node's own X-Road version from a file or ``dpkg:<package>``, or why it is unknown.
+
+    Never raises: a node whose version cannot be read simply has no version check.
+    """
+    if source.startswith("dpkg:"):
+        package = source.removeprefix("dpkg:")
+        try:
+            done = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Version}", package],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"cannot run dpkg-query: {exc}"
+        version = done.stdout.decode("utf-8", "replace").strip()
+        if done.returncode != 0 or not version:
+            return None, f"package {package} is not installed (dpkg-query)"
+        return version, ""
+    try:
+        text = Path(source).read_bytes()[:256].decode("utf-8", "replace").strip()
+    except OSError as exc:
+        return None, f"cannot read {source}: {exc.strerror}"
+    return (text, "") if text else (None, f"{source} is empty")

@@ -20,6 +20,9 @@ KEYCONF_PATH = "signer/keyconf.xml"
 SOFTTOKEN_DIR = "signer/softtoken"
 NODE_INI_PATH = "conf.d/node.ini"
 XROAD_PROPERTIES = "xroad.properties"
+VERSION_PATH = "VERSION"  # the release the node runs (sidecar images copy it from the next)
+IMAGE_VERSION_FILE = Path("/usr/share/xroad/config/VERSION")
+XLB_VERSION_PACKAGE = "xroad-proxy"  # IG-XLB hosts: the package's version is the node's
 # A primary before its first initialisation has neither: syncing it would wipe a secondary.
 REQUIRED_XROAD_PATHS: tuple[str, ...] = ("conf.d", KEYCONF_PATH)
 # IG-XLB's upgrade habit: `touch` this on a secondary and the sync stops.
@@ -30,7 +33,6 @@ PRIMARY_TYPES = frozenset({"master", "primary"})
 NODE_TYPES = tuple(sorted(SECONDARY_TYPES | PRIMARY_TYPES))
 # X-Road 8 can take the node type from the environment instead of conf.d/node.ini.
 NODE_TYPE_ENV = "XROAD_NODE_TYPE"
-VERSION_PATH = "VERSION"
 # From X-Road 8 the signer keeps its keys in the database: no keyconf.xml on the primary.
 KEYCONF_IN_DATABASE_FROM = 8
 
@@ -38,6 +40,7 @@ KEYCONF_IN_DATABASE_FROM = 8
 PROFILES: dict[str, tuple[str, ...]] = {
     "sidecar": (
         f"/{XROAD_PROPERTIES}",
+        f"/{VERSION_PATH}",  # the node's own software, not configuration
         "/gpghome",
         f"/{NODE_INI_PATH}",
         "*.tmp",
@@ -45,6 +48,7 @@ PROFILES: dict[str, tuple[str, ...]] = {
     ),
     "xlb": (
         f"/{XROAD_PROPERTIES}",
+        f"/{VERSION_PATH}",
         "db.properties",
         f"/{NODE_INI_PATH}",
         "*.tmp",
@@ -83,6 +87,34 @@ def major_version(version_file: bytes | None) -> int | None:
         return None
     head = version_file.decode("utf-8", "replace").strip().split(".", 1)[0]
     return int(head) if head.isdigit() else None
+
+
+def default_version_source(profile: str) -> str | None:
+    """Where this node's own X-Road version is read, by profile."""
+    if profile == "sidecar":
+        return str(IMAGE_VERSION_FILE)
+    if profile == "xlb":
+        return f"dpkg:{XLB_VERSION_PACKAGE}"
+    return None
+
+
+def release(version: str) -> tuple[int, ...] | None:
+    """A version as X-Road numbers its releases: "7.8.0-1.ubuntu24.04" (a package) and
+    "7.8.0" (VERSION) are the same release; a dpkg epoch ("1:7.8.0") is not part of it."""
+    text = version.strip().split(":", 1)[-1].split("-", 1)[0].split("~", 1)[0]
+    parts = text.split(".")
+    if not text or not all(p.isdigit() for p in parts):
+        return None
+    numbers = [int(p) for p in parts]
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers.pop()
+    return tuple(numbers)
+
+
+def same_release(a: str, b: str) -> bool | None:
+    """Whether two versions name one release; None when either is not a release number."""
+    ra, rb = release(a), release(b)
+    return None if ra is None or rb is None else ra == rb
 
 
 def required_paths(major: int | None) -> tuple[str, ...]:

@@ -671,6 +671,33 @@ async def test_verification_mismatches_and_passes_are_metrics_and_status(
         assert doc["last_verified"] > time.time() - 60
 
 
+async def test_version_skew_holds_stays_ready_and_resumes_by_itself(
+    sshd: Sshd, primary_tree: Path, target: Path, tmp_path: Path
+) -> None:
+    node_version = tmp_path / "VERSION"
+    node_version.write_text("7.6.2\n")
+    settings = daemon_settings(sshd, primary_tree, target, sync__version_source=node_version)
+    async with running(settings) as agent:
+        d = agent.daemon
+        await wait_for(d.first_sync_done.is_set, "the first sync")
+        node_version.write_text("7.5.0\n")  # the primary was upgraded first, say
+        before = key_ids(target)
+        add_softtoken_key(primary_tree)
+        await wait_for(lambda: d.state.version_skew, "the hold")
+        text = await agent.metrics()
+        assert metric(text, "syncagent_version_skew") == 1
+        assert await agent.ready(), "the node still runs a validated configuration"
+        doc = await agent.status()
+        assert doc["version_check"]["primary"] == "7.6.2"
+        assert doc["version_check"]["local"] == "7.5.0" and doc["version_check"]["skew"]
+        assert doc["last_reason"] == "version_skew"
+        await asyncio.sleep(1.5)
+        assert key_ids(target) == before, "nothing is applied while held"
+        node_version.write_text("7.6.2-1.ubuntu24.04\n")
+        await wait_for(lambda: same_keys(primary_tree, target), "the sync to resume by itself")
+        assert metric(await agent.metrics(), "syncagent_version_skew") == 0
+
+
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours
 
 

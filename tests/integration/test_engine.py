@@ -293,7 +293,7 @@ def test_an_x_road_8_primary_has_no_keyconf(
     if outcome == "applied":
         assert result.outcome is Outcome.APPLIED, result.summary()
         assert not (target / "signer" / "keyconf.xml").exists()
-        assert (target / "VERSION").read_text() == version
+        assert not (target / "VERSION").exists(), "VERSION stays node-local"
     else:
         assert result.outcome is Outcome.NOT_INITIALIZED and result.exit_code == 4
         assert "signer/keyconf.xml" in str(result.error)
@@ -608,3 +608,68 @@ def test_the_default_interval_verifies_a_rotating_share_not_everything(
     assert result.verified_pass_at is not None, "a whole interval passed: a whole pass"
     assert ("conf.d/local.ini", "primary") in result.mismatches
     assert (target / "conf.d" / "local.ini").read_bytes() == new
+
+
+# --- version skew -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def node_version(tmp_path: Path) -> Path:
+    """This node's /usr/share/xroad/config/VERSION, as a sidecar image records it."""
+    return tmp_path / "usr-share-xroad-config-VERSION"
+
+
+def test_a_primary_on_another_release_is_held_until_the_versions_match(
+    make_settings: MakeSettings, primary_tree: Path, target: Path, node_version: Path
+) -> None:
+    assert (primary_tree / "VERSION").read_text() == "7.6.2\n"
+    node_version.write_text("7.5.0-1.ubuntu24.04\n")
+    settings = make_settings(sync__version_source=str(node_version))
+    before = live_state(target)
+    held = run(settings)
+    assert held.error is not None and held.error.reason is Reason.VERSION_SKEW, held.summary()
+    assert held.outcome is Outcome.REJECTED and held.exit_code == 3
+    assert held.versions is not None and held.versions.skew is True
+    assert (held.versions.primary, held.versions.local) == ("7.6.2", "7.5.0-1.ubuntu24.04")
+    assert "7.6.2" in str(held.error) and "7.5.0" in str(held.error)
+    assert (held.files_fetched, held.bytes_fetched) == (0, 0)
+    assert live_state(target) == before, "a held sync touches nothing"
+    node_version.write_text("7.6.2-1.ubuntu24.04\n")  # this node was upgraded too
+    resumed = run(settings)
+    assert resumed.outcome is Outcome.APPLIED, resumed.summary()
+    assert resumed.versions is not None and resumed.versions.skew is False
+    assert not (target / "VERSION").exists(), "VERSION is the node's own: node-local"
+
+
+def test_version_skew_warn_applies_and_ignore_does_not_look(
+    make_settings: MakeSettings, target: Path, node_version: Path
+) -> None:
+    node_version.write_text("7.5.0\n")
+    warned = run(make_settings(sync__version_source=str(node_version), sync__version_skew="warn"))
+    assert warned.outcome is Outcome.APPLIED and warned.versions is not None
+    assert warned.versions.skew is True
+    ignored = run(
+        make_settings(sync__version_source=str(node_version), sync__version_skew="ignore")
+    )
+    assert ignored.outcome is Outcome.UNCHANGED and ignored.versions is None
+
+
+def test_no_readable_version_means_no_check_and_says_why(
+    make_settings: MakeSettings, node_version: Path
+) -> None:
+    missing = run(make_settings(sync__version_source=str(node_version)))
+    assert missing.outcome is Outcome.APPLIED
+    assert missing.versions is not None and missing.versions.skew is None
+    assert str(node_version) in missing.versions.note
+    not_installed = run(make_settings(sync__version_source="dpkg:xroad-proxy-not-installed"))
+    assert not_installed.outcome is Outcome.UNCHANGED
+    assert not_installed.versions is not None and "not installed" in not_installed.versions.note
+
+
+def test_the_ig_xlb_source_reads_the_package_version_with_dpkg(make_settings: MakeSettings) -> None:
+    """dpkg:<package> as IG-XLB hosts use it (xroad-proxy there; bash here, at 5.x, is
+    certainly not the primary's 7.6.2)."""
+    held = run(make_settings(sync__version_source="dpkg:bash"))
+    assert held.error is not None and held.error.reason is Reason.VERSION_SKEW, held.summary()
+    assert held.versions is not None and held.versions.local
+    assert held.versions.local.split(".")[0].isdigit()

@@ -10,7 +10,7 @@ from support.tools import require_tool
 
 from syncagent.errors import Reason, SyncError
 from syncagent.metrics import Metrics
-from syncagent.report import Outcome, SyncResult
+from syncagent.report import Outcome, SyncResult, VersionCheck
 from syncagent.settings import ReloadRule
 from syncagent.status import DaemonState
 
@@ -35,6 +35,7 @@ EXPECTED = {
     "syncagent_build_info",
     "syncagent_verify_mismatches_total",
     "syncagent_last_verified_timestamp_seconds",
+    "syncagent_version_skew",
 }
 
 
@@ -166,3 +167,26 @@ def test_verification_is_counted_by_side_and_its_last_pass_is_a_gauge() -> None:
     assert metric(text, "syncagent_last_verified_timestamp_seconds") == 1234.0
     assert state.to_json(1240.0, None)["verify_mismatches"] == {"primary": 1, "local": 1}
     assert state.to_json(1240.0, None)["last_verified"] == 1234.0
+
+
+def test_version_skew_is_a_gauge_from_the_last_check() -> None:
+    state = DaemonState()
+    m = Metrics(state)
+    assert metric(m.render().decode(), "syncagent_version_skew") == 0
+    held = SyncResult(
+        Outcome.REJECTED,
+        error=SyncError(Reason.VERSION_SKEW, "held"),
+        versions=VersionCheck("7.8.0", "7.6.2-1.ubuntu24.04", True),
+    )
+    state.record(held, 1.0)
+    assert metric(m.render().decode(), "syncagent_version_skew") == 1
+    assert state.to_json(1.0, None)["version_check"] == {
+        "primary": "7.8.0",
+        "local": "7.6.2-1.ubuntu24.04",
+        "skew": True,
+        "note": "",
+    }
+    state.record(
+        SyncResult(Outcome.UNCHANGED, "g", versions=VersionCheck("7.8.0", "7.8.0", False)), 2.0
+    )
+    assert metric(m.render().decode(), "syncagent_version_skew") == 0

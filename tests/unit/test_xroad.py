@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from support import REPO
 from support.samples import AUTH_KEY, KEYCONF_XML, SIGN_KEY
 
 from syncagent.errors import Problem
 from syncagent.xroad import (
+    PROFILES,
     REQUIRED_XROAD_PATHS,
     check_node_is_secondary,
+    default_version_source,
     major_version,
     missing_required,
+    same_release,
     softtoken_key_ids,
 )
 
@@ -140,3 +144,37 @@ def test_an_x_road_8_primary_is_initialised_without_keyconf() -> None:
     assert missing_required([], ["conf.d"], 7) == ["signer/keyconf.xml"]
     assert missing_required([], ["conf.d"], None) == ["signer/keyconf.xml"]
     assert missing_required([], [], 9) == ["conf.d"]
+
+
+
+# --------------------------------------------------------------------------- releases
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("7.8.0-1.ubuntu24.04", "7.8.0", True),
+        ("7.8.0", "7.8", True),
+        ("1:7.8.0-2", "7.8.0", True),
+        ("7.8.1", "7.8.0", False),
+        ("8.0.0", "7.8.0", False),
+        ("7.8.0", "not a version", None),
+        ("", "7.8.0", None),
+    ],
+)
+def test_releases_compare_as_x_road_numbers_them(a: str, b: str, same: bool | None) -> None:
+    assert same_release(a, b) is same
+
+
+def test_the_version_source_follows_the_profile() -> None:
+    assert default_version_source("sidecar") == "/usr/share/xroad/config/VERSION"
+    assert default_version_source("xlb") == "dpkg:xroad-proxy"
+    assert default_version_source("none") is None
+
+
+def test_the_readme_profiles_table_lists_each_profiles_patterns() -> None:
+    readme = (REPO / "README.md").read_text()
+    for name, patterns in PROFILES.items():
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+        for pattern in patterns:
+            assert f"`{pattern}`" in row, (name, pattern)

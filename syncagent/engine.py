@@ -21,7 +21,7 @@ from .connection import Session, connect
 from .drift import drifted_content
 from .errors import Reason, SyncError, os_error
 from .excludes import PathFilter
-from .livetree import LiveTree, scan
+from .livetree import LiveTree, absent, scan
 from .manifest import Manifest, Record, generation_id, live_identity_records, new_records
 from .plan import diff, plan_fetch, trusted_live
 from .report import Outcome, SyncResult, VersionCheck, outcome_for
@@ -140,7 +140,10 @@ async def _stable_snapshot(
 ) -> _Snapshot:
     """List and fetch until the primary held still for the whole round."""
     sync = settings.sync
-    root, pf, lim = settings.primary.remote_root, sync.path_filter(), Limits.of(sync)
+    seeding = await asyncio.to_thread(absent, sync.target, sync.seed)
+    if seeding:
+        log.info("seeding", paths=list(seeding), why="absent here: copied once from the primary")
+    root, pf, lim = settings.primary.remote_root, sync.path_filter(seeding), Limits.of(sync)
     farm = state.candidate
     moved: list[str] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):

@@ -54,6 +54,11 @@ def _scan_dir(base: Path, rel: str, pf: PathFilter, tree: LiveTree) -> None:
                 _scan_dir(base, path, pf, tree)
 
 
+def absent(target: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Which anchored paths ("/globalconf/") do not exist in the live tree."""
+    return tuple(p for p in paths if not os.path.lexists(target / p.strip("/")))
+
+
 def sha256_file(path: Path) -> str | None:
     """The content hash of a live file; None if it is gone or unreadable."""
     h = hashlib.sha256()

@@ -32,6 +32,7 @@ from .xroad import (
     NODE_TYPE_ENV,
     NODE_TYPES,
     PROFILES,
+    SEEDS,
     XROAD_PROFILES,
     default_version_source,
 )
@@ -183,6 +184,14 @@ def _opt_node_type(v: Any) -> str | None:
     return s
 
 
+def _seeds(v: Any) -> tuple[str, ...]:
+    items = _list(v)
+    for p in items:
+        if not p.startswith("/") or any(c in p for c in "*?["):
+            raise SettingError(f"a seed is an anchored path like /globalconf/, got {p!r}")
+    return items
+
+
 def _version_source(v: Any) -> str | None:
     s = _str(v).strip()
     if s in ("", "none"):
@@ -287,6 +296,13 @@ class SyncSettings:
     )
     exclude: tuple[str, ...] = setting((), _patterns, "Extra rsync-style exclude patterns.")
     include: tuple[str, ...] = setting((), _patterns, "Patterns taken back from the excludes.")
+    seed: tuple[str, ...] = setting(
+        None,
+        _seeds,
+        "Node-local paths copied from the primary only where the local path is absent, "
+        "never overwritten or deleted afterwards.",
+        shown="sidecar: [/globalconf/]; xlb, none: []",
+    )
     interval: float = setting(60.0, _positive, "Seconds between syncs (daemon).")
     jitter: float = setting(0.1, _non_negative, "Random extra delay, as a fraction of interval.")
     settle: float = setting(2.0, _non_negative, "Files younger than this wait a round.")
@@ -343,11 +359,12 @@ class SyncSettings:
     def xroad_checks(self) -> bool:
         return self.profile in XROAD_PROFILES
 
-    def path_filter(self) -> PathFilter:
-        """The profile's node-local paths, the extra excludes and includes, and the state dir
-        (when it lives inside the target) protected from every include."""
+    def path_filter(self, seeding: tuple[str, ...] = ()) -> PathFilter:
+        """The profile's node-local paths, the extra excludes and includes (plus the seeds
+        this sync copies), and the state dir (when it lives inside the target) protected
+        from every include."""
         protected = (f"/{rel}/",) if (rel := self.state_relpath()) else ()
-        return PathFilter.build(self.profile, self.exclude, self.include, protected)
+        return PathFilter.build(self.profile, self.exclude, (*self.include, *seeding), protected)
 
     def state_relpath(self) -> str | None:
         """The state dir relative to target when it lives inside it (it must then be excluded)."""
@@ -636,6 +653,9 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
     for name in ("sync.target", "primary.remote_root", "sync.disable_flag"):
         if not str(values[name]).startswith("/"):
             loader.problem(f"{name} ({sources[name]})", "must be an absolute path")
+    if sources["sync.seed"] == "default":
+        values["sync.seed"] = SEEDS[values["sync.profile"]]
+        sources["sync.seed"] = f"default (profile {values['sync.profile']})"
     if sources["sync.version_source"] == "default":
         values["sync.version_source"] = default_version_source(values["sync.profile"])
         sources["sync.version_source"] = f"default (profile {values['sync.profile']})"

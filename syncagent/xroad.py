@@ -62,6 +62,10 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 XROAD_PROFILES = frozenset({"sidecar", "xlb"})
+# Node-local paths a fresh node still takes from the primary once, where it has none yet:
+# the sidecar's rsync used to copy globalconf, so a new pod served at once; its own
+# xroad-confclient owns the directory afterwards.
+SEEDS: dict[str, tuple[str, ...]] = {"sidecar": ("/globalconf/",), "xlb": (), "none": ()}
 
 # Which program re-reads which path (only the signer watches a file, keyconf.xml, by itself);
 # the README's suggested reload rules follow this table.

@@ -36,6 +36,7 @@ BAD_ENV: dict[str, list[str]] = {
     "sync.profile": ["k8s", "Sidecar"],
     "sync.exclude": ["/", "a,//"],
     "sync.include": ["//"],
+    "sync.seed": ["globalconf", "/global*/", "/a,b"],
     "sync.interval": ["0", "-60", "hourly", "inf"],
     "sync.jitter": ["-0.1", "lots", "nan"],
     "sync.settle": ["-2", "a bit"],

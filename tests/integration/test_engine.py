@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +15,16 @@ import pytest
 from support.config import cli_env, settings_for
 from support.sshd import Sshd
 from support.tools import run_syncagent
-from support.trees import OLD, age, copy_tree, dir_inodes, live_state, managed, node_local
+from support.trees import (
+    OLD,
+    age,
+    copy_tree,
+    dir_inodes,
+    live_state,
+    managed,
+    node_local,
+    snapshot,
+)
 
 from syncagent import apply as applying
 from syncagent import testhooks
@@ -673,3 +683,39 @@ def test_the_ig_xlb_source_reads_the_package_version_with_dpkg(make_settings: Ma
     assert held.error is not None and held.error.reason is Reason.VERSION_SKEW, held.summary()
     assert held.versions is not None and held.versions.local
     assert held.versions.local.split(".")[0].isdigit()
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+
+def test_globalconf_is_seeded_once_where_absent_then_left_to_the_local_confclient(
+    make_settings: MakeSettings, primary_tree: Path, target: Path
+) -> None:
+    settings = make_settings()
+    assert settings.sync.seed == ("/globalconf/",)
+    shutil.rmtree(target / "globalconf")
+    seeded = run(settings)
+    assert seeded.outcome is Outcome.APPLIED, seeded.summary()
+    primary_gc = snapshot(primary_tree / "globalconf")
+    assert snapshot(target / "globalconf") == primary_gc
+    assert "globalconf/instance-identifier" in seeded.added
+
+    # from now on the local confclient owns it: no overwrite, no repair, no delete
+    (primary_tree / "globalconf" / "instance-identifier").write_text("CHANGED-ON-PRIMARY\n")
+    age(primary_tree)
+    (target / "globalconf" / "EE" / "private-params.xml").write_text("<downloaded/>\n")
+    local = snapshot(target / "globalconf")
+    again = run(settings)
+    assert again.outcome is Outcome.UNCHANGED, again.summary()
+    shutil.rmtree(primary_tree / "globalconf")
+    age(primary_tree)
+    gone = run(settings)
+    assert gone.outcome is Outcome.UNCHANGED, gone.summary()
+    assert snapshot(target / "globalconf") == local
+
+
+def test_no_seed_without_the_sidecar_profile(make_settings: MakeSettings, target: Path) -> None:
+    shutil.rmtree(target / "globalconf")
+    result = run(make_settings(sync__profile="xlb"))
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert not (target / "globalconf").exists()

@@ -40,8 +40,9 @@ from .errors import ExitCode, Reason, SyncError, exit_code_for
 from .keeper import ConnectionKeeper, backoff_delay
 from .manifest import Manifest
 from .metrics import Metrics
-from .reload import Reloader, applied_elsewhere
+from .reload import Reloader, applied_elsewhere, changed_paths
 from .report import Outcome, SyncResult, outcome_for
+from .restarts import now_since_boot, processes
 from .sdnotify import Notifier
 from .settings import Settings
 from .state import StateDir, open_state
@@ -82,9 +83,7 @@ class Daemon:
             on_connected=self._on_connected,
             on_change=self._write_status,
         )
-        self.reloader = Reloader(
-            settings.reload, sync.target, self.metrics.observe_reload, hostname
-        )
+        self.reloader = Reloader(settings.reload, sync.target, self._on_reload, hostname)
         self.drift = DriftWatcher(
             sync.target,
             sync.path_filter(),
@@ -172,7 +171,10 @@ class Daemon:
         if result.reason in RECONNECT_TRIGGERS:
             self.keeper.discard()
         if result.outcome is Outcome.APPLIED:
+            self._restart_pending(result)
             self.reloader.schedule(result)
+        else:
+            self._refresh_restarts()
         self._write_status()
         self.notifier.status(result.summary())
         self.drift.evaluate()  # events held while this sync applied
@@ -285,6 +287,7 @@ class Daemon:
     async def _heartbeat(self) -> None:
         self.state.heartbeat = time.monotonic()
         self._on_control()
+        self._refresh_restarts()
         if self.notifier.watchdog_interval and self.healthy():
             self.notifier.watchdog()
 
@@ -348,6 +351,7 @@ class Daemon:
         except (OSError, ValueError, KeyError, TypeError):
             previous = None  # then every path counts as changed: restart rather than not
         result = applied_elsewhere(previous, current)
+        self._restart_pending(result)
         log.info(
             "generation_changed",
             generation=current.generation,
@@ -358,6 +362,34 @@ class Daemon:
             why="applied by another process (rollback or `syncagent once`)",
         )
         self.reloader.schedule(result)
+
+    # ---- pending restarts ------------------------------------------------------------------
+
+    def _restart_pending(self, result: SyncResult) -> None:
+        try:
+            procs = list(processes())
+        except OSError as e:
+            log.warning("process_table_unreadable", error=str(e), action="no restart tracking")
+            return
+        changed = changed_paths(result)
+        if self.state.restarts.changed(changed, time.time(), now_since_boot(), procs):
+            self._write_status()
+
+    def _refresh_restarts(self) -> None:
+        if not self.state.restarts.since:
+            return
+        try:
+            procs = list(processes())
+        except OSError:
+            return
+        if self.state.restarts.refresh(procs):
+            self._write_status()
+
+    def _on_reload(self, rule: str, result: str) -> None:
+        self.metrics.observe_reload(rule, result)
+        command = next((r.command for r in self.settings.reload.rules if r.name == rule), ())
+        if result == "ok" and self.state.restarts.reloaded(command, rule):
+            self._write_status()
 
     def _on_drift(self, paths: list[str]) -> None:
         if self.state.generation is None:

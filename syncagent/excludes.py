@@ -11,10 +11,9 @@ stays inside one path component and ``**`` crosses components; a pattern without
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-
-from .xroad import PROFILES
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,20 @@ def matches(pattern: Pattern, path: str, is_dir: bool) -> bool:
     return pattern.regex.fullmatch(path) is not None
 
 
+def covers(patterns: Iterable[str], path: str) -> bool:
+    """Whether a changed path is named by one of ``patterns``, itself or through a directory
+    above it ("/conf.d/" covers every file in conf.d): how reload rules and the X-Road
+    programs' read lists are matched."""
+    for text in patterns:
+        pattern = compile_pattern(text)
+        if matches(pattern, path, False) or matches(pattern, path, True):
+            return True
+        parts = path.split("/")[:-1]
+        if any(matches(pattern, "/".join(parts[: i + 1]), True) for i in range(len(parts))):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class PathFilter:
     """Decides, for a relative path, whether the agent manages it.
@@ -74,13 +87,14 @@ class PathFilter:
     @classmethod
     def build(
         cls,
-        profile: str,
+        node_local: tuple[str, ...] = (),
         exclude: tuple[str, ...] = (),
         include: tuple[str, ...] = (),
         protected: tuple[str, ...] = (),
     ) -> PathFilter:
+        """``node_local``: a profile's list (xroad.PROFILES); ``exclude``: the operator's."""
         return cls(
-            tuple(compile_pattern(p) for p in (*PROFILES[profile], *exclude)),
+            tuple(compile_pattern(p) for p in (*node_local, *exclude)),
             tuple(compile_pattern(p) for p in include),
             tuple(compile_pattern(p) for p in protected),
         )

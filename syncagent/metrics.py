@@ -26,6 +26,7 @@ from .report import Outcome, SyncResult
 from .settings import ReloadRule
 from .status import DaemonState
 from .verify import SIDES
+from .xroad import PROGRAMS
 
 # `_created` series double the exposition and nothing here alerts on them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -161,6 +162,22 @@ class _StateCollector(Collector):
             s.version_skew,
         )
         yield _gauge("syncagent_connected", "1 while the SSH connection is open.", s.connected)
+        pending = GaugeMetricFamily(
+            "syncagent_restart_pending",
+            "1 while an applied change waits for this program to restart.",
+            labels=["program"],
+        )
+        pending_since = GaugeMetricFamily(
+            "syncagent_restart_pending_since_timestamp_seconds",
+            "Unix time of the oldest change this program has not picked up (0: none).",
+            labels=["program"],
+        )
+        for program in PROGRAMS:
+            since = s.restarts.since.get(program.name)
+            pending.add_metric([program.name], 0 if since is None else 1)
+            pending_since.add_metric([program.name], since or 0.0)
+        yield pending
+        yield pending_since
         build = GaugeMetricFamily(
             "syncagent_build_info", "The agent's version.", labels=["version"]
         )

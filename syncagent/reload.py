@@ -26,7 +26,7 @@ Suggested rules for the Kubernetes sidecar (supervisord inside the container)::
 
 A pattern matches a changed path or any directory above it ("/conf.d/" covers every file in
 conf.d), with the same rsync-style syntax as ``sync.exclude``. Which program reads which path is
-recorded in ``xroad.READERS``.
+recorded in ``xroad.PROGRAMS``.
 """
 
 from __future__ import annotations
@@ -42,23 +42,16 @@ from pathlib import Path
 import structlog
 
 from .command import run_command
-from .excludes import compile_pattern, matches
+from .excludes import covers
 from .manifest import Manifest
 from .report import Outcome, SyncResult
 from .settings import ReloadRule, ReloadSettings
-from .tree import ancestors
 
 log = structlog.get_logger("syncagent.reload")
 
 
 def rule_matches(rule: ReloadRule, path: str) -> bool:
-    for text in rule.paths:
-        pattern = compile_pattern(text)
-        if matches(pattern, path, False) or matches(pattern, path, True):
-            return True
-        if any(matches(pattern, d, True) for d in ancestors(path)):
-            return True
-    return False
+    return covers(rule.paths, path)
 
 
 def matching_paths(rule: ReloadRule, paths: Iterable[str]) -> list[str]:

@@ -364,7 +364,9 @@ class SyncSettings:
         this sync copies), and the state dir (when it lives inside the target) protected
         from every include."""
         protected = (f"/{rel}/",) if (rel := self.state_relpath()) else ()
-        return PathFilter.build(self.profile, self.exclude, (*self.include, *seeding), protected)
+        return PathFilter.build(
+            PROFILES[self.profile], self.exclude, (*self.include, *seeding), protected
+        )
 
     def state_relpath(self) -> str | None:
         """The state dir relative to target when it lives inside it (it must then be excluded)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import Outcome, SyncResult, VersionCheck
+from .restarts import PendingRestarts
 from .state import atomic_write
 from .verify import SIDES
 
@@ -58,6 +59,7 @@ class DaemonState:
     versions: VersionCheck | None = None  # the last sync's version check (None: not configured)
     last_verified: float | None = None  # when the last full content-verification pass ended
     verify_mismatches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
+    restarts: PendingRestarts = field(default_factory=PendingRestarts)
 
     @property
     def paused(self) -> bool:
@@ -160,6 +162,7 @@ class DaemonState:
             "last_change": _change_doc(self.last_applied),
             "last_verified": self.last_verified,
             "version_check": self.versions.to_json() if self.versions else None,
+            "restart_pending": dict(sorted(self.restarts.since.items())),
             "verify_mismatches": dict(self.verify_mismatches),
         }
         return doc
@@ -210,6 +213,9 @@ def summary_line(doc: dict[str, Any], now: float, alive: bool) -> str:
         parts.append("PAUSED by " + ", ".join(doc.get("paused_by") or []))
     if doc.get("consecutive_failures"):
         parts.append(f"{doc['consecutive_failures']} consecutive failure(s)")
+    pending = doc.get("restart_pending") or {}
+    if pending:
+        parts.append("restart pending: " + ", ".join(sorted(pending)))
     line = ", ".join(parts)
     if doc.get("last_error"):
         line += f"; last error [{doc.get('last_reason')}] {doc['last_error']}"

@@ -2,17 +2,20 @@
 
 Paths with a meaning, the node types node.ini may name, the softToken rule (every key keyconf.xml
 lists must have its .p12), what each profile treats as node-local, and which program reads which
-path. Validation, planning, the sample-tree builder and the docs all take these facts from here,
+path (and how its process is known). Validation, planning, the sample-tree builder, the
+daemon's pending restarts and the docs all take these facts from here,
 so a change in X-Road is a change in one module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from xml.etree.ElementTree import Element
 
 from .errors import Problem
+from .excludes import covers
 from .formats import IniError, child_text, local_name, parse_ini, parse_xml
 from .names import name_problem, shown
 
@@ -67,16 +70,55 @@ XROAD_PROFILES = frozenset({"sidecar", "xlb"})
 # xroad-confclient owns the directory afterwards.
 SEEDS: dict[str, tuple[str, ...]] = {"sidecar": ("/globalconf/",), "xlb": (), "none": ()}
 
-# Which program re-reads which path (only the signer watches a file, keyconf.xml, by itself);
-# the README's suggested reload rules follow this table.
-READERS: dict[str, tuple[str, ...]] = {
-    "/conf.d/": ("xroad-proxy", "xroad-signer", "xroad-proxy-ui-api", "xroad-confclient"),
-    "/services/": ("xroad-proxy", "xroad-signer", "xroad-proxy-ui-api"),
-    "/ssl/": ("xroad-proxy", "xroad-proxy-ui-api"),
-    "/db.properties": ("xroad-proxy", "xroad-proxy-ui-api"),
-    "/devices.ini": ("xroad-signer",),
-    f"/{KEYCONF_PATH}": (),  # the signer watches it and applies it live
-}
+
+@dataclass(frozen=True)
+class Program:
+    """An X-Road program of a secondary: what it reads when it starts, and how its process is
+    known in the process table (the launcher execs java with the main class, or -jar)."""
+
+    name: str  # the supervisord program and the systemd unit (without .service)
+    reads: tuple[str, ...]  # rsync-style patterns, matched as reload rules match
+    argv_marks: tuple[str, ...]  # an argv element equal to, or ending with, one of these
+
+
+# Only the signer applies signer/keyconf.xml live; everything else is read at start. Main
+# classes as the upstream launchers (/usr/share/xroad/bin/xroad-*) name them: ee.ria.xroad.*
+# up to 7.6, org.niis.xroad.* later.
+PROGRAMS: tuple[Program, ...] = (
+    Program(
+        "xroad-proxy",
+        ("/conf.d/", "/services/", "/ssl/", "/db.properties", "/jetty/"),
+        (".ProxyMain",),
+    ),
+    Program("xroad-signer", ("/conf.d/", "/services/", "/devices.ini"), (".SignerMain",)),
+    Program(
+        "xroad-confclient",
+        ("/conf.d/", "/services/", "/configuration-anchor.xml"),
+        (".ConfClientDaemonMain", ".ConfigurationClientMain"),
+    ),
+    Program(
+        "xroad-proxy-ui-api",
+        ("/conf.d/", "/services/", "/ssl/proxy-ui-api.*", "/db.properties"),
+        ("/proxy-ui-api.jar",),
+    ),
+    Program("xroad-monitor", ("/conf.d/", "/services/"), (".MonitorMain",)),
+    Program(
+        "xroad-opmonitor",
+        ("/conf.d/", "/services/", "/db.properties", "/ssl/opmonitor.*"),
+        (".OpMonitorDaemonMain",),
+    ),
+)
+
+
+def is_program(program: Program, argv: Iterable[str]) -> bool:
+    """Whether a process's argv is this program's (the java its launcher exec'd)."""
+    return any(a == m or a.endswith(m) for a in argv for m in program.argv_marks)
+
+
+def programs_reading(paths: Iterable[str]) -> list[Program]:
+    """The programs that must restart to pick up a change to ``paths``."""
+    changed = list(paths)
+    return [p for p in PROGRAMS if any(covers(p.reads, path) for path in changed)]
 
 
 def is_launcher_sourced(rel: str) -> bool:

@@ -40,9 +40,10 @@ import pytest
 import yaml
 from support import REPO
 from support.config import daemon_overrides
-from support.daemon import Agent
+from support.daemon import Agent, metric
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
 from support.tools import require_root, require_tool
+from support.trees import age
 
 from syncagent.demo.sample_tree import add_softtoken_key, build_secondary_local
 
@@ -120,6 +121,12 @@ class Secondary:
     known_hosts: Path
     uid: int
     gid: int
+
+    def env_for_cli(self) -> dict[str, str]:
+        """Enough for `syncagent status` to find the agent's state dir."""
+        return {**clean_env(), "SYNCAGENT_SYNC_TARGET": str(self.target),
+                "SYNCAGENT_PRIMARY_HOST": "unused", "SYNCAGENT_PRIMARY_HOST_KEY_POLICY":
+                "accept-new"}
 
     def env(self, sshd: Sshd, remote: Path, **extra: str) -> dict[str, str]:
         """Agent settings as SYNCAGENT_* env, the way the image passes per-deployment ones."""
@@ -437,6 +444,66 @@ def test_supervisord_runs_the_shipped_program(
     until(lambda: "stopped" in [e.get("event") for e in json_lines(sv.stdout())],
           "the agent's 'stopped' line on supervisord's stdout", 5)
     assert not (state_dir / "daemon.pid").exists()
+
+
+STAND_INS = {  # what the X-Road launchers exec, as the process table shows it
+    "xroad-proxy": "org.niis.xroad.proxy.application.ProxyMain",
+    "xroad-signer": "ee.ria.xroad.signer.SignerMain",
+}
+
+
+def stand_in_programs() -> str:
+    sleep = "/usr/bin/perl -e 'sleep 1e7'"  # perl-base is essential: on every Debian
+    return "".join(
+        f"[program:{name}]\ncommand={sleep} {main}\nuser=xroad\nautostart=false\n"
+        "startsecs=0\n"
+        for name, main in STAND_INS.items()
+    )
+
+
+def test_a_change_waits_for_the_programs_that_read_it_until_they_restart(
+    supervisord: Supervisord, secondary: Secondary, primary_tree: Path
+) -> None:
+    """Real supervisord runs the agent and stand-ins for xroad-proxy and xroad-signer (their
+    process looks like the java the upstream launcher execs); the agent tells which of them
+    still run with the old files."""
+    sv = supervisord
+    until(partial(ready, sv.http), "/readyz 200", 40)
+    (sv.base / "conf.d" / "xroad.conf").write_text(stand_in_programs())
+    res = sv.ctl("update")
+    assert res.returncode == 0, res
+    for name in STAND_INS:
+        res = sv.ctl("start", name)
+        assert res.returncode == 0 and "started" in res.stdout, res
+
+    def pending() -> dict[str, float | None]:
+        text = get(sv.http + "/metrics")[1]
+        return {n: metric(text, "syncagent_restart_pending", program=n) for n in STAND_INS}
+
+    assert pending() == {"xroad-proxy": 0, "xroad-signer": 0}, "started after the apply"
+    local_ini = primary_tree / "conf.d" / "local.ini"
+    local_ini.write_text(local_ini.read_text() + "; a change both programs read at start\n")
+    age(primary_tree)
+    until(lambda: pending() == {"xroad-proxy": 1, "xroad-signer": 1},
+          "both programs pending a restart", 20)
+    since = metric(get(sv.http + "/metrics")[1],
+                   "syncagent_restart_pending_since_timestamp_seconds", program="xroad-proxy")
+    assert since is not None and time.time() - 60 < since <= time.time()
+    doc = json.loads(get(sv.http + "/status")[1])
+    assert set(doc["restart_pending"]) == {"xroad-proxy", "xroad-signer"}
+
+    res = sv.ctl("restart", "xroad-proxy")
+    assert res.returncode == 0, res
+    until(lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 1},
+          "the restarted proxy cleared, the signer still pending", 20)
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "syncagent"), "status"],
+        env=secondary.env_for_cli(), capture_output=True, text=True, timeout=30,
+    )
+    assert "restart pending: xroad-signer" in status.stdout, status
+    sv.ctl("stop", "xroad-signer")
+    until(lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 0},
+          "a stopped signer reads the new files when it starts", 20)
 
 
 # ---- 2. the image's entrypoint with the real agent ------------------------------------------

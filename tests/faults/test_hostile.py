@@ -88,7 +88,7 @@ def everything(world: World, *, state: bool = True) -> dict[str, tuple[object, .
     """The whole world, metadata included, except the agent's scratch space (and, with
     ``state=False``, its record of the live generation, which a no-op sync refreshes)."""
     scratch = "/etc-xroad/.syncagent/staging/" if state else "/etc-xroad/.syncagent/"
-    return snapshot(world.root, PathFilter.build("none", protected=(scratch,)), with_ids=True)
+    return snapshot(world.root, PathFilter.build(protected=(scratch,)), with_ids=True)
 
 
 def staging_leftovers(world: World) -> list[str]:

@@ -79,7 +79,7 @@ def node_local(target: Path) -> dict[str, bytes]:
 
 def live_state(target: Path) -> dict[str, tuple[object, ...]]:
     """Everything in the live tree, metadata included, except the agent's private state dir."""
-    return snapshot(target, PathFilter.build("none", protected=("/.syncagent/",)), with_ids=True)
+    return snapshot(target, PathFilter.build(protected=("/.syncagent/",)), with_ids=True)
 
 
 def age(root: Path) -> None:

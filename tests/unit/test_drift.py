@@ -11,12 +11,13 @@ from syncagent.excludes import PathFilter
 from syncagent.manifest import Manifest, Record
 from syncagent.state import StateDir
 from syncagent.tree import Kind
+from syncagent.xroad import PROFILES
 
 # ---- drift filtering -------------------------------------------------------------------------
 
 
 def test_managed_path_skips_node_local_and_state_dir(tmp_path: Path) -> None:
-    pf = PathFilter.build("sidecar", protected=("/.syncagent/",))
+    pf = PathFilter.build(PROFILES["sidecar"], protected=("/.syncagent/",))
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "globalconf").mkdir()
     (tmp_path / ".syncagent").mkdir()
@@ -73,7 +74,7 @@ async def test_drift_watcher_holds_events_while_an_apply_runs(tmp_path: Path) ->
     store.write_current(Manifest("g1", 0.0, {"a.ini": rec}))
     seen: list[list[str]] = []
     busy = [True]
-    watcher = DriftWatcher(target, PathFilter.build("none"), store, seen.append, lambda: busy[0])
+    watcher = DriftWatcher(target, PathFilter.build(), store, seen.append, lambda: busy[0])
     (target / "b.ini").write_text("new")
     batch = {(Change.modified, str(target / "a.ini")), (Change.added, str(target / "b.ini"))}
     watcher.handle(batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncagent.excludes import PathFilter, compile_pattern, matches
+from syncagent.xroad import PROFILES
 
 # --- excludes ---------------------------------------------------------------------------------
 
@@ -30,23 +31,25 @@ def test_rsync_style_patterns(pattern: str, path: str, is_dir: bool, expected: b
 
 
 def test_profiles_keep_node_local_paths_out() -> None:
-    sidecar = PathFilter.build("sidecar")
+    sidecar = PathFilter.build(PROFILES["sidecar"])
     assert sidecar.excluded("conf.d/node.ini", False)
     assert sidecar.excluded("xroad.properties", False)
     assert not sidecar.descend("gpghome") and not sidecar.descend("globalconf")
     assert not sidecar.excluded("db.properties", False)  # sidecar shares the DB: synced
-    xlb = PathFilter.build("xlb")
+    xlb = PathFilter.build(PROFILES["xlb"])
     assert xlb.excluded("db.properties", False)
     assert not xlb.descend("jetty") and not xlb.descend("backup.d")
-    assert not PathFilter.build("none").excluded("conf.d/node.ini", False)
+    assert not PathFilter.build().excluded("conf.d/node.ini", False)
 
 
 def test_include_overrides_exclude_but_not_the_state_dir() -> None:
     pf = PathFilter.build(
-        "sidecar", include=("/globalconf/instance-identifier",), protected=("/.syncagent/",)
+        PROFILES["sidecar"],
+        include=("/globalconf/instance-identifier",),
+        protected=("/.syncagent/",),
     )
     assert pf.descend("globalconf")
     assert not pf.excluded("globalconf/instance-identifier", False)
-    assert not PathFilter.build(
-        "none", include=("/.syncagent/",), protected=("/.syncagent/",)
-    ).descend(".syncagent")
+    assert not PathFilter.build(include=("/.syncagent/",), protected=("/.syncagent/",)).descend(
+        ".syncagent"
+    )

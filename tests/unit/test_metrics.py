@@ -36,6 +36,8 @@ EXPECTED = {
     "syncagent_verify_mismatches_total",
     "syncagent_last_verified_timestamp_seconds",
     "syncagent_version_skew",
+    "syncagent_restart_pending",
+    "syncagent_restart_pending_since_timestamp_seconds",
 }
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -469,7 +470,7 @@ class Daemon:
         other = self.control_files.running_pid()
         if other is not None and other != os.getpid():
             log.error("already_running", pid=other, state_dir=str(self.store.path))
-            return int(ExitCode.CONFIG)
+            return int(ExitCode.FAILED)  # not a configuration error: it may go away
         listen = self.settings.http.listen
         probe = http_server.Probe(
             self.state,
@@ -483,7 +484,8 @@ class Daemon:
             runner, self.http_port = await http_server.start(probe, listen)
         except OSError as e:
             log.error("cannot_listen", listen=listen, error=str(e))
-            return int(ExitCode.CONFIG)
+            # a port in use may be free at the next start; an address we cannot bind is config
+            return int(ExitCode.FAILED if e.errno == errno.EADDRINUSE else ExitCode.CONFIG)
         self.control_files.write_pid()
         self._start_scheduler()
         log.info("serving", listen=listen, port=self.http_port)

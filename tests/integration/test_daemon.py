@@ -698,6 +698,35 @@ async def test_version_skew_holds_stays_ready_and_resumes_by_itself(
         assert metric(await agent.metrics(), "syncagent_version_skew") == 0
 
 
+async def test_a_second_agent_or_a_taken_port_exits_1_config_errors_exit_2(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    """systemd's RestartPreventExitStatus=2 stops a unit whose configuration is wrong; what
+    may clear up by itself (another instance, a port in use) exits 1 so it is retried."""
+    first: Agent = agent_factory().start()
+    await first.wait_ready()
+    second: Agent = agent_factory()
+    second.log_dir = tmp_path / "second"
+    second.log_dir.mkdir()
+    assert second.start().wait(20) == 1
+    assert "already_running" in [e["event"] for e in second.events()]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy: Agent = agent_factory(http__listen=f"127.0.0.1:{port}")
+        busy.log_dir = tmp_path / "busy"
+        busy.log_dir.mkdir()
+        first.signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+        assert busy.start().wait(20) == 1
+        assert "cannot_listen" in [e["event"] for e in busy.events()]
+    bad: Agent = agent_factory(http__listen="192.0.2.1:9")  # an address this host lacks
+    bad.log_dir = tmp_path / "bad"
+    bad.log_dir.mkdir()
+    assert bad.start().wait(20) == 2
+
+
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours
 
 

@@ -41,6 +41,7 @@ import yaml
 from support import REPO
 from support.config import daemon_overrides
 from support.daemon import Agent, metric
+from support.grafana import panel_queries
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
 from support.tools import require_root, require_tool
 from support.trees import age
@@ -696,7 +697,8 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 ALERT_NAMES = {
     "XRoadSyncStale", "XRoadSyncFailing", "XRoadSyncGenerationsDiverge",
-    "XRoadSecondaryNotReady", "XRoadSyncPausedTooLong",
+    "XRoadSecondaryNotReady", "XRoadSyncPausedTooLong", "XRoadSyncVersionSkew",
+    "XRoadRestartPending",
 }
 DISTINCT_GENERATIONS = "count(count by (generation) (syncagent_generation_info))"
 
@@ -724,10 +726,23 @@ def test_prometheus_scrapes_agents_with_the_shipped_rules(
         prometheus.wait_ready()
         for agent in agents:
             until(partial(ready, agent.url), f"{agent.url} ready", 30)
+        _check_dashboard(prometheus, {ia, ib})
         _check_prometheus(prometheus, fresh_sshd, primary_tree, a, b, ia, ib)
     finally:
         for agent in agents:
             agent.close()
+
+
+def _check_dashboard(prom: Prometheus, instances: set[str]) -> None:
+    """Every panel of the shipped Grafana dashboard returns series for both replicas."""
+    for title, exprs in panel_queries(job="syncagent").items():
+        for expr in exprs:
+            def answered(e: str = expr) -> bool:
+                result = prom.query(e)
+                seen = {r["metric"].get("instance") for r in result}
+                return bool(result) and (seen == {None} or instances <= seen)
+
+            until(answered, f"panel {title!r}: {expr} returns series", 20)
 
 
 def _status(agent: Agent) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
 from syncagent.state import StateDir
+from syncagent.verify import Cursor
 
 from .infra import make_settings
 
@@ -115,6 +116,17 @@ class Worker:
             fh.write(profiler.output_text(unicode=False, color=False, show_all=False))
         return out
 
+    def verify_clock(self, seconds: float | None) -> dict[str, Any]:
+        """Move each agent's verification cursor ``seconds`` into the past (a share falls
+        due, as if that much time had passed), or, with None, to now (nothing due)."""
+        now = time.time()
+        for s in self.settings:
+            state = StateDir(s.sync.state_dir)
+            c = state.verify_cursor()
+            at = now if seconds is None else (c.stepped_at or now) - seconds
+            state.write_verify_cursor(Cursor(c.after, at, c.last_full_pass))
+        return {}
+
     async def close(self) -> dict[str, Any]:
         for s in self.sessions:
             if s is not None:
@@ -141,6 +153,8 @@ async def main() -> None:
             answer = await worker.sync(bool(cmd.get("fresh")))
         elif op == "profile":
             answer = await worker.profile(bool(cmd.get("fresh")), cmd["path"])
+        elif op == "verify_clock":
+            answer = worker.verify_clock(cmd.get("seconds"))
         elif op == "close":
             answer = await worker.close()
         else:

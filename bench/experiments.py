@@ -98,6 +98,7 @@ class Bed:
                 "ok": res["outcome"] in ("applied", "unchanged"),
                 "outcome": res["outcome"],
                 "files_fetched": res["files_fetched"],
+                "bytes_fetched": res.get("bytes_fetched", 0),
                 "detail": res["error"] or "",
             }
         p1 = cpu.seconds()

@@ -26,6 +26,7 @@ from .daemon import serve
 from .demo import run_demo
 from .engine import sync
 from .errors import ExitCode, Problem
+from .publisher import publish_once, run_publisher
 from .report import SyncResult, problems_json
 from .rollback import rollback
 from .settings import FIELDS, Settings, file_problems, load, reference_markdown
@@ -190,6 +191,14 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.once:
+        return asyncio.run(run_publisher(settings))
+    outcome = asyncio.run(publish_once(settings))
+    emit(args, outcome.summary(), outcome.to_json())
+    return int(outcome.exit_code)
+
+
 # ---- the table -------------------------------------------------------------------------------
 
 
@@ -198,6 +207,7 @@ class Command:
     help: str
     handler: Handler | None  # None: the command builds its own settings (demo)
     checks_files: bool = False  # key, known_hosts and target must exist before it runs
+    needs_primary: bool = True  # False: runs on the primary (no host, no known_hosts)
 
 
 COMMANDS: dict[str, Command] = {
@@ -225,6 +235,12 @@ COMMANDS: dict[str, Command] = {
     "resume": Command("resume syncing", cmd_resume),
     "sync-now": Command("ask the running daemon to sync now", cmd_sync_now),
     "rollback": Command("re-apply a kept generation and pause syncing", cmd_rollback),
+    "publish": Command(
+        "on the primary: publish the source as generations secondaries pull by hash "
+        "(--once: one build; 0 published/current, 3 rejected, 4 not initialized)",
+        cmd_publish,
+        needs_primary=False,
+    ),
     "demo": Command("run the daemon against an embedded primary on loopback", None),
 }
 
@@ -277,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "rollback":
             p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
+        if name == "publish":
+            p.add_argument("--once", action="store_true", help="build one generation now and exit")
         if name == "check-config":
             p.add_argument(
                 "--markdown",
@@ -305,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "markdown", False):
         print(reference_markdown(), end="", flush=True)
         return ExitCode.OK
-    settings, problems = load(args.config, overrides=overrides)
+    settings, problems = load(args.config, overrides=overrides, needs_primary=command.needs_primary)
     if settings is not None and command.checks_files:
         problems = file_problems(settings)
     if settings is None or problems:

@@ -41,6 +41,7 @@ from .errors import ExitCode, Reason, SyncError, exit_code_for
 from .keeper import ConnectionKeeper, backoff_delay
 from .manifest import Manifest
 from .metrics import Metrics
+from .published import read_head
 from .reload import Reloader, applied_elsewhere, changed_paths
 from .report import Outcome, SyncResult, outcome_for
 from .restarts import now_since_boot, processes
@@ -105,6 +106,7 @@ class Daemon:
         self._current_sig: tuple[int, int, int] | None = None
         self._status_warned = False
         self._version_note_logged = False
+        self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
 
     # ---- triggers --------------------------------------------------------------------------
 
@@ -164,6 +166,7 @@ class Daemon:
             self.metrics.observe_sync(result)
             log.info("sync", result=str(result.outcome), why=why, interrupted=interrupted)
             return result
+        self._followed = result.followed if result.outcome in SUCCESS else None
         self.state.record(result, time.time())
         self._note_version_check(result)
         self.state.journal_pending = self.store.journal.exists()
@@ -268,9 +271,17 @@ class Daemon:
             misfire_grace_time=None,
             next_run_time=first,
         )
+        self.scheduler.add_job(
+            self._poll_head,
+            IntervalTrigger(seconds=self.sync_settings.poll, timezone=UTC),
+            id="poll",
+            coalesce=True,
+            max_instances=1,
+        )
         log.info(
             "scheduled",
             interval=interval,
+            poll=self.sync_settings.poll,
             jitter=round(jitter, 3),
             first_in=round((first - datetime.now(UTC)).total_seconds(), 2),
         )
@@ -284,6 +295,28 @@ class Daemon:
 
     async def _scheduled(self) -> None:
         self.trigger("schedule")
+
+    async def _poll_head(self) -> None:
+        """While the primary publishes: one HEAD read over the kept connection, and a sync
+        only when it names another generation. Between polls nothing is read."""
+        publish_dir = self.settings.primary.published_root
+        if (
+            self._followed is None
+            or publish_dir is None
+            or self.state.syncing_since is not None
+            or not self.keeper.usable
+        ):
+            return
+        try:
+            session = await self.keeper.session()
+            async with self.keeper.lease():
+                read = await read_head(session, publish_dir)
+        except SyncError as e:
+            log.info("head_poll_failed", reason=str(e.reason), error=e.message)
+            return
+        head = read.head
+        if head is None or (head.generation, head.sequence) != self._followed:
+            self.trigger("published")
 
     async def _heartbeat(self) -> None:
         self.state.heartbeat = time.monotonic()

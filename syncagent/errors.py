@@ -24,6 +24,7 @@ class Reason(enum.StrEnum):
     CONFIG = "config"
     NOT_INITIALIZED = "not_initialized"
     VERSION_SKEW = "version_skew"  # the primary runs another X-Road release: held
+    PUBLISH_ROLLBACK = "publish_rollback"  # the primary's HEAD went back: refused, not applied
 
 
 class ExitCode(enum.IntEnum):
@@ -37,7 +38,7 @@ class ExitCode(enum.IntEnum):
 def exit_code_for(reason: Reason) -> ExitCode:
     if reason is Reason.CONFIG:
         return ExitCode.CONFIG
-    if reason in (Reason.VALIDATION, Reason.LIMITS, Reason.VERSION_SKEW):
+    if reason in (Reason.VALIDATION, Reason.LIMITS, Reason.VERSION_SKEW, Reason.PUBLISH_ROLLBACK):
         return ExitCode.REJECTED
     if reason is Reason.NOT_INITIALIZED:
         return ExitCode.NOT_INITIALIZED

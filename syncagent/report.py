@@ -61,6 +61,9 @@ class SyncResult:
     mismatches: list[tuple[str, str]] = field(default_factory=list)  # (path, side)
     verified_pass_at: float | None = None  # this sync completed a full verification pass
     versions: VersionCheck | None = None  # None: no version check configured
+    source: str = "walk"  # where the snapshot came from: "published" (HEAD) or "walk"
+    source_note: str = ""  # why the walk, when a publish dir was looked for
+    followed: tuple[str, int] | None = None  # (generation, sequence) of the HEAD followed
 
     @property
     def exit_code(self) -> ExitCode:
@@ -127,7 +130,12 @@ class SyncResult:
             "verified": self.verified,
             "verify_mismatches": [{"path": p, "side": side} for p, side in self.mismatches],
             "versions": self.versions.to_json() if self.versions else None,
+            "source": self.source,
         }
+        if self.source_note:
+            doc["source_note"] = self.source_note
+        if self.followed is not None:
+            doc["published_sequence"] = self.followed[1]
         if self.error is not None:
             doc["reason"] = str(self.error.reason)
             doc["error"] = self.error.message

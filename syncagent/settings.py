@@ -41,6 +41,8 @@ HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 VERSION_SKEW_POLICIES = ("hold", "warn", "ignore")
+PUBLISH_DIR_MODES = ("auto", "off")
+DEFAULT_PUBLISH_DIR = Path("/var/lib/syncagent/publish")
 CONFIG_ENV = "SYNCAGENT_CONFIG"
 PRIMARY_DNS_ENV = "XROAD_PRIMARY_DNS"  # what the sidecar image already sets
 STATE_DIR_NAME = ".syncagent"
@@ -205,6 +207,22 @@ def _version_source(v: Any) -> str | None:
     return s
 
 
+def _publish_dir(v: Any) -> str:
+    s = _str(v).strip()
+    if s in PUBLISH_DIR_MODES:
+        return s
+    if not s.startswith("/"):
+        raise SettingError(f"expected auto, off or an absolute path; got {s!r}")
+    return s
+
+
+def _generations(v: Any) -> int:
+    n = _count(v)
+    if n < 1:
+        raise SettingError("must be >= 1 (the live generation is always kept)")
+    return n
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         s = _str(v)
@@ -276,6 +294,19 @@ class PrimarySettings:
     remote_root: str = setting("/etc/xroad", _str, "Directory to mirror on the primary.")
     connect_timeout: float = setting(5.0, _positive, "Seconds for TCP + SSH handshake + auth.")
     io_timeout: float = setting(30.0, _positive, "Seconds any one SFTP request may take.")
+    publish_dir: str = setting(
+        "auto",
+        _publish_dir,
+        f"Where `syncagent publish` writes on the primary: auto ({DEFAULT_PUBLISH_DIR} when a "
+        "HEAD is there, else the walk), a path, or off (always the walk).",
+    )
+
+    @property
+    def published_root(self) -> str | None:
+        """The remote publish directory to look for a HEAD in; None: walk only."""
+        if self.publish_dir == "off":
+            return None
+        return str(DEFAULT_PUBLISH_DIR) if self.publish_dir == "auto" else self.publish_dir
 
 
 @dataclass(frozen=True)
@@ -304,6 +335,11 @@ class SyncSettings:
         shown="sidecar: [/globalconf/]; xlb, none: []",
     )
     interval: float = setting(60.0, _positive, "Seconds between syncs (daemon).")
+    poll: float = setting(
+        2.0,
+        _positive,
+        "Seconds between HEAD reads while the primary publishes (daemon; a sync only on change).",
+    )
     jitter: float = setting(0.1, _non_negative, "Random extra delay, as a fraction of interval.")
     settle: float = setting(2.0, _non_negative, "Files younger than this wait a round.")
     keep_generations: int = setting(3, _count, "Replaced generations kept for rollback.")
@@ -378,6 +414,23 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """`syncagent publish` on the primary: what it publishes where, and how much it keeps."""
+
+    source: Path = setting(Path("/etc/xroad"), _path, "Tree the publisher publishes (primary).")
+    dir: Path = setting(
+        DEFAULT_PUBLISH_DIR,
+        _path,
+        "Publish directory: HEAD, manifests, objects; readable by the SFTP account, "
+        "outside source.",
+    )
+    keep: int = setting(5, _generations, "Generations whose objects the publisher keeps.")
+    settle: float = setting(
+        2.0, _non_negative, "Seconds of quiet in source before a generation is built."
+    )
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The daemon's one read-only HTTP port."""
 
@@ -423,6 +476,7 @@ class ReloadSettings:
 SECTIONS: dict[str, type[Any]] = {
     "primary": PrimarySettings,
     "sync": SyncSettings,
+    "publish": PublishSettings,
     "http": HttpSettings,
     "log": LogSettings,
     "reload": ReloadSettings,
@@ -476,6 +530,7 @@ class Settings:
 
     primary: PrimarySettings
     sync: SyncSettings
+    publish: PublishSettings
     http: HttpSettings
     log: LogSettings
     reload: ReloadSettings
@@ -516,10 +571,13 @@ def load(
     config_file: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    needs_primary: bool = True,
 ) -> tuple[Settings | None, list[Problem]]:
     """Build the effective settings, or return every problem found (never just the first).
 
     ``overrides`` are CLI flag values keyed by the declared name ("sync.interval").
+    ``needs_primary`` False: the publisher runs on the primary and connects to nothing.
     """
     env = os.environ if env is None else env
     overrides = overrides or {}
@@ -560,7 +618,7 @@ def load(
             values[f.name] = f.default
         sources[f.name] = source
 
-    _cross_checks(values, sources, loader)
+    _cross_checks(values, sources, loader, needs_primary)
     if loader.problems:
         return None, loader.problems
     return _build(values, sources, reload_rules, path), []
@@ -640,7 +698,24 @@ def _reload_rules(body: Any, source: str, loader: _Loader) -> tuple[ReloadRule, 
     return tuple(rules)
 
 
-def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Loader) -> None:
+def _cross_checks(
+    values: dict[str, Any], sources: dict[str, str], loader: _Loader, needs_primary: bool = True
+) -> None:
+    if needs_primary:
+        _primary_checks(values, sources, loader)
+    for name in ("publish.source", "publish.dir"):
+        if not str(values[name]).startswith("/"):
+            loader.problem(f"{name} ({sources[name]})", "must be an absolute path")
+    source, pdir = Path(values["publish.source"]), Path(values["publish.dir"])
+    if pdir == source or source in pdir.parents:
+        loader.problem(
+            f"publish.dir ({sources['publish.dir']})",
+            f"must not lie inside publish.source {source} (it would publish itself)",
+        )
+    _sync_checks(values, sources, loader)
+
+
+def _primary_checks(values: dict[str, Any], sources: dict[str, str], loader: _Loader) -> None:
     if not values["primary.host"]:
         loader.problem(
             "primary.host",
@@ -652,6 +727,9 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], loader: _Load
             f"primary.known_hosts ({sources['primary.known_hosts']})",
             "required when host_key_policy is strict (or choose accept-new)",
         )
+
+
+def _sync_checks(values: dict[str, Any], sources: dict[str, str], loader: _Loader) -> None:
     for name in ("sync.target", "primary.remote_root", "sync.disable_flag"):
         if not str(values[name]).startswith("/"):
             loader.problem(f"{name} ({sources[name]})", "must be an absolute path")

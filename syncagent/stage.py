@@ -22,7 +22,7 @@ from typing import TypeVar
 import asyncssh
 
 from .connection import Session, classify, gather_or_cancel, request
-from .errors import SyncError, os_error
+from .errors import Reason, SyncError, os_error
 from .livetree import LiveTree
 from .manifest import Record
 from .settings import SyncSettings
@@ -92,6 +92,46 @@ async def fetch_files(
         _private_dirs(dest, d)
     await gather_or_cancel(one(p) for p in paths)
     return hashes, total
+
+
+async def fetch_objects(
+    session: Session,
+    objects: str,
+    wanted: dict[str, str],
+    listing: Listing,
+    dest: Path,
+    owner: Ownership,
+) -> int:
+    """Download the published object of each path in ``wanted`` (path -> sha256) under
+    ``dest``, hashed while streaming; return the bytes fetched.
+
+    An object is immutable and named by its hash, so any difference (other bytes, another
+    size, gone) is a broken or hostile publish dir, never a file still being written: the sync
+    fails as ``remote_io`` with the path, and nothing of it is kept.
+    """
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+    total = 0
+
+    async def one(path: str) -> None:
+        nonlocal total
+        sha = wanted[path]
+        remote = posixpath.join(objects, sha)
+        async with gate:
+            try:
+                digest, n = await _fetch_one(session, remote, listing[path], dest / path, owner)
+            except SnapshotMoved as e:
+                raise SyncError(Reason.REMOTE_IO, f"{path}: published object {e}") from None
+        if digest != sha:
+            raise SyncError(
+                Reason.REMOTE_IO,
+                f"{path}: published object {sha} holds other bytes (sha256 {digest}); refused",
+            )
+        total += n
+
+    for d in sorted({posixpath.dirname(p) for p in wanted if "/" in p}):
+        _private_dirs(dest, d)
+    await gather_or_cancel(one(p) for p in sorted(wanted))
+    return total
 
 
 def _private_dirs(dest: Path, rel: str) -> None:

@@ -12,6 +12,7 @@
     <state_dir>/sync-now             trigger file (``syncagent sync-now`` without a signal)
     <state_dir>/known_hosts.pinned   the primary's key under host_key_policy = accept-new
     <state_dir>/verify.json          where the rotating content verification stands
+    <state_dir>/published.json       the last HEAD applied from the primary's publish dir
 
 It holds copies of secrets (db.properties), so it is 0700.
 """
@@ -30,14 +31,18 @@ from pathlib import Path
 
 from .errors import Reason, SyncError, os_error
 from .manifest import Manifest
+from .publish_rules import Seen
 from .verify import Cursor
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write-fsync-rename-fsync: readers see the old or the new bytes, never a torn file."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
+    """Write-fsync-rename-fsync: readers see the old or the new bytes, never a torn file.
+    ``group``: the file's group, set before it becomes visible."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
+        if group is not None and os.fstat(fd).st_gid != group:
+            os.fchown(fd, -1, group)
         os.write(fd, data)
         os.fsync(fd)
     finally:
@@ -68,6 +73,7 @@ class StateDir:
         self.trigger = path / "sync-now"
         self.pinned_host_key = path / "known_hosts.pinned"
         self.verify_file = path / "verify.json"
+        self.published_file = path / "published.json"
 
     @property
     def candidate(self) -> Path:
@@ -119,6 +125,19 @@ class StateDir:
 
     def write_verify_cursor(self, cursor: Cursor) -> None:
         atomic_write(self.verify_file, json.dumps(cursor.to_json()).encode())
+
+    def seen_head(self) -> Seen | None:
+        """The last HEAD applied; a missing or damaged file only costs one manifest read (the
+        sequence check then restarts from the next HEAD)."""
+        try:
+            doc = json.loads(self.published_file.read_bytes())
+            return Seen(str(doc["generation"]), int(doc["sequence"]), str(doc["applied"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_seen_head(self, seen: Seen) -> None:
+        doc = {"generation": seen.generation, "sequence": seen.sequence, "applied": seen.applied}
+        atomic_write(self.published_file, json.dumps(doc).encode())
 
     def generation_dir(self, gen: str) -> Path:
         return self.generations / gen

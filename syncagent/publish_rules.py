@@ -1,0 +1,129 @@
+"""Pure decisions about published generations: sequence numbers, what the publisher keeps, and
+what a secondary does with the HEAD it read.
+
+No I/O: the publisher and the secondary's snapshot step feed in what they read and act on the
+answer, so the rules (a sequence never goes back, a secondary mid-fetch never meets a missing
+object, a stale HEAD means the walk) are testable alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .livetree import LiveEntry, LiveTree
+from .manifest import Manifest, Record
+from .plan import same_as_recorded, trusted_record
+from .publication import Head
+from .tree import Kind, Listing
+
+# The publisher re-confirms its HEAD (checked_at) at least this often, even with nothing new.
+RESCAN_INTERVAL = 60.0
+# A HEAD not confirmed for this long means the publisher stopped: secondaries walk instead.
+STALE_AFTER = 5 * RESCAN_INTERVAL
+
+
+def next_sequence(previous: int | None, now: float) -> int:
+    """The sequence of a new generation: after the previous one, and never below the wall
+    clock in milliseconds, so a publisher restarted with an emptied publish dir still never
+    goes backwards (as long as its clock does not)."""
+    floor = int(now * 1000)
+    return floor if previous is None else max(previous + 1, floor)
+
+
+@dataclass(frozen=True)
+class Published:
+    """One generation in the publish dir: its manifest and the objects it names."""
+
+    sequence: int
+    manifest: str
+    objects: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Retention:
+    manifests: frozenset[str]
+    objects: frozenset[str]
+
+
+def retained(generations: Iterable[Published], keep: int) -> Retention:
+    """The manifests and objects of the newest ``keep`` generations (the one HEAD names is the
+    newest): everything a secondary that read any of their HEADs may still fetch."""
+    newest = sorted(generations, key=lambda g: g.sequence, reverse=True)[: max(keep, 1)]
+    return Retention(
+        frozenset(g.manifest for g in newest),
+        frozenset(o for g in newest for o in g.objects),
+    )
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a secondary last applied from a HEAD (kept in its state dir)."""
+
+    generation: str  # the HEAD's generation id
+    sequence: int
+    applied: str  # the live generation that sync left (differs when seeds were taken)
+
+
+class HeadVerdict(enum.StrEnum):
+    CURRENT = "current"  # the live generation is what HEAD names: nothing to do
+    NEW = "new"  # read the manifest and fetch what is missing
+    ROLLBACK = "rollback"  # the sequence went back: refuse
+    STALE = "stale"  # the publisher stopped confirming: walk instead
+
+
+def judge_head(
+    head: Head, seen: Seen | None, live_generation: str | None, now: float
+) -> HeadVerdict:
+    """What one HEAD read means for this secondary.
+
+    A HEAD whose sequence is below the last one applied (or equal, naming another generation)
+    is a publisher that went back in time or a hostile publish dir: refused, never applied.
+    """
+    if now - head.checked_at > STALE_AFTER:
+        return HeadVerdict.STALE
+    if seen is not None:
+        if head.sequence < seen.sequence:
+            return HeadVerdict.ROLLBACK
+        if head.sequence == seen.sequence and head.generation != seen.generation:
+            return HeadVerdict.ROLLBACK
+        if head.sequence == seen.sequence and live_generation == seen.applied:
+            return HeadVerdict.CURRENT
+    return HeadVerdict.NEW
+
+
+def plan_objects(
+    listing: Listing, hashes: dict[str, str], live: dict[str, LiveEntry], record: Manifest | None
+) -> tuple[dict[str, str], dict[str, Record]]:
+    """Which objects to fetch (path -> sha256), and what the record already vouches for.
+
+    A live file is kept when it is still exactly what the record says and the record's hash is
+    the published one: the hash is the whole comparison, no size or mtime rule is needed.
+    """
+    wanted: dict[str, str] = {}
+    known: dict[str, Record] = {}
+    for path, e in sorted(listing.items()):
+        if e.kind is Kind.SYMLINK:
+            known[path] = Record(Kind.SYMLINK, e.mode, link=e.link, remote_mtime=e.mtime)
+        elif e.kind is Kind.FILE:
+            rec = trusted_record(path, live, record)
+            if rec is not None and rec.kind is Kind.FILE and rec.sha256 == hashes[path]:
+                known[path] = Record(
+                    Kind.FILE, e.mode, rec.sha256, size=e.size, remote_mtime=e.mtime
+                )
+            else:
+                wanted[path] = hashes[path]
+    return wanted, known
+
+
+def live_matches(live: LiveTree, record: Manifest) -> bool:
+    """Whether the live tree is exactly the recorded generation (no drift to repair): then a
+    HEAD naming that generation needs nothing else read."""
+    if live.entries.keys() != record.records.keys():
+        return False
+    for path, lv in live.entries.items():
+        rec = record.records[path]
+        if not same_as_recorded(lv, rec) or (rec.kind is not Kind.SYMLINK and lv.mode != rec.mode):
+            return False
+    return True

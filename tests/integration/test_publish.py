@@ -1,0 +1,285 @@
+"""Publish on the primary, pull by hash: the publisher and the secondary's HEAD path against a
+real OpenSSH sshd, through the read-only SFTP account."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.config import settings_for
+from support.sshd import Sshd, fresh_subdir
+from support.tools import run_syncagent
+from support.trees import age, live_state, managed
+
+from syncagent.demo.sample_tree import build_secondary_local
+from syncagent.engine import sync
+from syncagent.errors import Reason
+from syncagent.publication import HEAD_NAME, OBJECTS, encode_head, parse_head
+from syncagent.publisher import PublishOutcome, publish_once, run_publisher
+from syncagent.report import Outcome, SyncResult
+from syncagent.settings import Settings
+
+
+@pytest.fixture
+def publish_dir(tree_area: Path) -> Path:
+    """Beside the primary tree (never inside it), reachable by xroad-slave."""
+    return fresh_subdir(tree_area, "publish")
+
+
+def settings(sshd: Sshd, primary: Path, target: Path, pub: Path, **extra: Any) -> Settings:
+    base = {
+        "primary__publish_dir": str(pub),
+        "publish__source": str(primary),
+        "publish__dir": str(pub),
+        "publish__settle": "0",
+        "sync__version_source": "none",
+    }
+    return settings_for(sshd, primary, target, **{**base, **extra})
+
+
+def publish(s: Settings) -> PublishOutcome:
+    return asyncio.run(publish_once(s))
+
+
+def run(s: Settings) -> SyncResult:
+    return asyncio.run(sync(s))
+
+
+def head(pub: Path) -> Any:
+    return parse_head((pub / HEAD_NAME).read_bytes())
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_publish_then_sync_applies_the_tree_with_the_walks_generation(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path, tmp_path: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    published = publish(s)
+    assert published.result == "published", published.summary()
+    group = primary_tree.stat().st_gid  # xroad: the read-only account reads through it
+    assert stat.S_IMODE(publish_dir.stat().st_mode) == 0o750
+    assert publish_dir.stat().st_gid == group
+    assert stat.S_IMODE((publish_dir / HEAD_NAME).stat().st_mode) == 0o640
+    assert (publish_dir / HEAD_NAME).stat().st_gid == group
+    objects = list((publish_dir / OBJECTS).iterdir())
+    assert objects and all(stat.S_IMODE(o.stat().st_mode) == 0o640 for o in objects)
+    assert all(o.stat().st_gid == group for o in objects), "secrets: group-readable only"
+
+    result = run(s)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.source == "published"
+    assert managed(target, s) == managed(primary_tree, s)
+    assert result.generation == head(publish_dir).generation
+
+    walked = tmp_path / "walked"
+    walked.mkdir(mode=0o751)
+    build_secondary_local(walked)
+    walk = run(settings_for(sshd, primary_tree, walked, primary__publish_dir="off"))
+    assert walk.outcome is Outcome.APPLIED, walk.summary()
+    assert walk.source == "walk"
+    assert walk.generation == result.generation
+
+
+def test_noop_reads_only_head(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    publish(s)
+    first = run(s)
+    assert first.outcome is Outcome.APPLIED, first.summary()
+    # everything but HEAD gone: a sync that read anything else would fail
+    for name in ("objects", "manifests"):
+        (publish_dir / name).rename(publish_dir.parent / f"{name}.away")
+    again = run(s)
+    assert again.outcome is Outcome.UNCHANGED, again.summary()
+    assert again.source == "published"
+    assert (again.files_fetched, again.bytes_fetched) == (0, 0)
+    assert again.generation == first.generation
+
+
+def test_one_changed_file_fetches_one_object(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    publish(s)
+    run(s)
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nhealth-check-port=5599\n")
+    age(primary_tree)
+    assert publish(s).result == "published"
+    result = run(s)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.modified == ["conf.d/local.ini"]
+    assert result.files_fetched == 1
+    assert result.bytes_fetched == len("[proxy]\nhealth-check-port=5599\n")
+    assert managed(target, s) == managed(primary_tree, s)
+    assert result.generation == head(publish_dir).generation
+
+
+def test_a_tree_failing_validation_is_not_published(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    good = publish(s)
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy\nbroken\n")
+    rejected = publish(s)
+    assert rejected.result == "rejected"
+    assert int(rejected.exit_code) == 3
+    assert any(p.path == "conf.d/local.ini" for p in rejected.problems)
+    assert good.head is not None
+    assert head(publish_dir).generation == good.head.generation  # the last good one stays
+
+
+def test_sequence_never_goes_backwards_across_a_restart_with_an_emptied_dir(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    first = publish(s)
+    assert first.head is not None
+    for entry in publish_dir.iterdir():  # an ephemeral publish dir: gone with the restart
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    again = publish(s)  # a new Publisher: nothing of the first one's state survives
+    assert again.result == "published" and again.head is not None
+    assert again.head.generation == first.head.generation
+    assert again.head.sequence > first.head.sequence
+    unchanged = publish(s)
+    assert unchanged.result == "unchanged"
+    assert unchanged.head is not None and unchanged.head.sequence == again.head.sequence
+
+
+def test_a_secondary_refuses_a_head_whose_sequence_went_back(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    publish(s)
+    assert run(s).outcome is Outcome.APPLIED
+    (primary_tree / "devices.ini").unlink()
+    publish(s)
+    applied = run(s)
+    assert applied.outcome is Outcome.APPLIED, applied.summary()
+    newest = head(publish_dir)
+    back = type(newest)(
+        "0123456789abcdef", newest.sequence - 1, newest.manifest, time.time(), time.time()
+    )
+    (publish_dir / HEAD_NAME).write_bytes(encode_head(back))
+    before = live_state(target)
+    refused = run(s)
+    assert refused.outcome is Outcome.REJECTED, refused.summary()
+    assert refused.reason is Reason.PUBLISH_ROLLBACK
+    assert int(refused.exit_code) == 3
+    assert live_state(target) == before
+
+
+def test_an_object_whose_bytes_do_not_match_its_name_is_refused(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    publish(s)
+    assert run(s).outcome is Outcome.APPLIED
+    new = "[proxy]\nhealth-check-port=5600\n"
+    (primary_tree / "conf.d" / "local.ini").write_text(new)
+    age(primary_tree)
+    publish(s)
+    obj = publish_dir / OBJECTS / hashlib.sha256(new.encode()).hexdigest()
+    obj.write_text(new.replace("5600", "6600"))  # same size, other bytes
+    before = live_state(target)
+    result = run(s)
+    assert result.outcome is Outcome.FAILED, result.summary()
+    assert result.reason is Reason.REMOTE_IO
+    assert "holds other bytes" in str(result.error)
+    assert live_state(target) == before
+    assert not (target / ".syncagent" / "staging" / "tree").exists()
+
+
+def test_no_head_falls_back_to_the_walk(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    result = run(s)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.source == "walk"
+    assert "no HEAD" in result.source_note
+    assert managed(target, s) == managed(primary_tree, s)
+
+
+def test_a_stale_head_falls_back_to_the_walk(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir)
+    publish(s)
+    current = head(publish_dir)
+    old = time.time() - 3600
+    stale = type(current)(current.generation, current.sequence, current.manifest, old, old)
+    (publish_dir / HEAD_NAME).write_bytes(encode_head(stale))
+    result = run(s)
+    assert result.outcome is Outcome.APPLIED, result.summary()
+    assert result.source == "walk"
+    assert "stopped" in result.source_note
+
+
+def test_the_publisher_follows_changes_in_the_source(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    s = settings(sshd, primary_tree, target, publish_dir, publish__settle="0.3")
+
+    async def scenario() -> tuple[Any, Any]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_publisher(s, stop))
+        try:
+            first = await _wait_head(publish_dir, None)
+            (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nx=1\n")
+            second = await _wait_head(publish_dir, first.sequence)
+            return first, second
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 10) == 0
+
+    first, second = asyncio.run(scenario())
+    assert second.sequence > first.sequence
+    assert second.generation != first.generation
+    result = run(s)
+    assert result.outcome is Outcome.APPLIED and result.source == "published", result.summary()
+    assert (target / "conf.d" / "local.ini").read_text() == "[proxy]\nx=1\n"
+
+
+async def _wait_head(pub: Path, after: int | None) -> Any:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            h = head(pub)
+        except (OSError, ValueError):
+            h = None
+        if h is not None and (after is None or h.sequence > after):
+            return h
+        await asyncio.sleep(0.1)
+    raise AssertionError("no new HEAD")
+
+
+def test_cli_publish_once_needs_no_primary_settings(
+    primary_tree: Path, publish_dir: Path, tmp_path: Path
+) -> None:
+    env = {
+        "SYNCAGENT_PUBLISH_SOURCE": str(primary_tree),
+        "SYNCAGENT_PUBLISH_DIR": str(publish_dir),
+        "SYNCAGENT_LOG_FORMAT": "json",
+        "PATH": os.environ.get("PATH", ""),
+    }
+    done = run_syncagent("publish", "--once", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["result"] == "published"
+    assert doc["generation"] == head(publish_dir).generation
+    inside = run_syncagent(
+        "publish", "--once", env={**env, "SYNCAGENT_PUBLISH_DIR": str(primary_tree / "pub")}
+    )
+    assert inside.returncode == 2
+    assert "publish.dir" in inside.stderr

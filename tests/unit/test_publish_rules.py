@@ -1,0 +1,88 @@
+"""Pure rules of publishing: sequences, retention, what a HEAD means, which objects to fetch."""
+
+from __future__ import annotations
+
+from syncagent.livetree import LiveEntry, LiveTree
+from syncagent.manifest import Manifest, Record
+from syncagent.publication import Head
+from syncagent.publish_rules import (
+    STALE_AFTER,
+    HeadVerdict,
+    Published,
+    Seen,
+    judge_head,
+    live_matches,
+    next_sequence,
+    plan_objects,
+    retained,
+)
+from syncagent.tree import Kind, RemoteEntry
+
+NOW = 1_800_000_000.0
+A, B = "a" * 64, "b" * 64
+
+
+def head(seq: int, gen: str = "0" * 16, checked: float = NOW) -> Head:
+    return Head(gen, seq, A, checked, checked)
+
+
+def test_sequence_follows_the_previous_and_never_falls_below_the_clock() -> None:
+    assert next_sequence(None, NOW) == int(NOW * 1000)
+    assert next_sequence(5, NOW) == int(NOW * 1000)
+    ahead = int(NOW * 1000) + 10
+    assert next_sequence(ahead, NOW) == ahead + 1
+
+
+def test_retention_keeps_the_newest_generations_objects() -> None:
+    gens = [Published(1, "m1", frozenset({"o1"})), Published(3, "m3", frozenset({"o3", "o2"}))]
+    gens.append(Published(2, "m2", frozenset({"o2"})))
+    kept = retained(gens, 2)
+    assert kept.manifests == {"m3", "m2"} and kept.objects == {"o3", "o2"}
+    assert retained(gens, 0).manifests == {"m3"}  # the HEAD's own is always kept
+
+
+def test_judging_a_head() -> None:
+    seen = Seen("0" * 16, 10, "1" * 16)
+    assert judge_head(head(10), seen, "1" * 16, NOW) is HeadVerdict.CURRENT
+    assert judge_head(head(10), seen, "2" * 16, NOW) is HeadVerdict.NEW  # live moved (walk, drift)
+    assert judge_head(head(11), seen, "1" * 16, NOW) is HeadVerdict.NEW
+    assert judge_head(head(9), seen, "1" * 16, NOW) is HeadVerdict.ROLLBACK
+    assert judge_head(head(10, "f" * 16), seen, "1" * 16, NOW) is HeadVerdict.ROLLBACK
+    assert judge_head(head(1), None, None, NOW) is HeadVerdict.NEW
+    old = NOW - STALE_AFTER - 1
+    assert judge_head(head(11, checked=old), seen, None, NOW) is HeadVerdict.STALE
+
+
+def test_only_objects_the_secondary_lacks_are_fetched() -> None:
+    listing = {
+        "same": RemoteEntry(Kind.FILE, 0o644, 1),
+        "changed": RemoteEntry(Kind.FILE, 0o644, 1),
+        "edited": RemoteEntry(Kind.FILE, 0o644, 1),
+        "new": RemoteEntry(Kind.FILE, 0o644, 1),
+        "link": RemoteEntry(Kind.SYMLINK, 0o777, link="same"),
+    }
+    hashes = {"same": A, "changed": B, "edited": A, "new": A}
+    live = {
+        "same": LiveEntry(Kind.FILE, 0o644, 1, ino=1, mtime_ns=5),
+        "changed": LiveEntry(Kind.FILE, 0o644, 1, ino=2, mtime_ns=5),
+        "edited": LiveEntry(Kind.FILE, 0o644, 1, ino=3, mtime_ns=6),  # not what was recorded
+    }
+    record = Manifest(
+        "x",
+        0.0,
+        {
+            p: Record(Kind.FILE, 0o644, A, size=1, ino=i, mtime_ns=5)
+            for i, p in enumerate(("same", "changed", "edited"), 1)
+        },
+    )
+    wanted, known = plan_objects(listing, hashes, live, record)
+    assert wanted == {"changed": B, "edited": A, "new": A}
+    assert set(known) == {"same", "link"}
+
+
+def test_live_matches_only_the_exact_record() -> None:
+    rec = Manifest("x", 0.0, {"f": Record(Kind.FILE, 0o644, A, size=1, ino=1, mtime_ns=5)})
+    tree = LiveTree({"f": LiveEntry(Kind.FILE, 0o644, 1, ino=1, mtime_ns=5)})
+    assert live_matches(tree, rec)
+    assert not live_matches(LiveTree({"f": LiveEntry(Kind.FILE, 0o600, 1, 1, 5)}), rec)
+    assert not live_matches(LiveTree({**tree.entries, "g": LiveEntry(Kind.DIR, 0o755)}), rec)

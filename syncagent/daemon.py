@@ -167,6 +167,8 @@ class Daemon:
             log.info("sync", result=str(result.outcome), why=why, interrupted=interrupted)
             return result
         self._followed = result.followed if result.outcome in SUCCESS else None
+        if self.state.following_head and result.outcome in SUCCESS and result.source == "walk":
+            log.warning("walking", why=result.source_note or "no usable HEAD", was="following")
         self.state.record(result, time.time())
         self._note_version_check(result)
         self.state.journal_pending = self.store.journal.exists()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
@@ -162,6 +162,17 @@ class _StateCollector(Collector):
             s.version_skew,
         )
         yield _gauge("syncagent_connected", "1 while the SSH connection is open.", s.connected)
+        yield _gauge(
+            "syncagent_following_head",
+            "1 while syncs follow the primary's published HEAD, 0 while they walk the tree.",
+            s.following_head,
+        )
+        fallbacks = CounterMetricFamily(
+            "syncagent_walk_fallbacks",
+            "Syncs that walked the tree where the previous one followed a HEAD.",
+            value=s.walk_fallbacks,
+        )
+        yield fallbacks
         pending = GaugeMetricFamily(
             "syncagent_restart_pending",
             "1 while an applied change waits for this program to restart.",

@@ -60,6 +60,8 @@ class DaemonState:
     last_verified: float | None = None  # when the last full content-verification pass ended
     verify_mismatches: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
     restarts: PendingRestarts = field(default_factory=PendingRestarts)
+    following_head: bool = False  # the last successful sync followed the primary's HEAD
+    walk_fallbacks: int = 0  # syncs that walked where a HEAD had been followed
 
     @property
     def paused(self) -> bool:
@@ -83,6 +85,10 @@ class DaemonState:
             self.last_applied = result
         if result.versions is not None:
             self.versions = result.versions
+        if result.outcome in SUCCESS:
+            if self.following_head and result.source == "walk":
+                self.walk_fallbacks += 1
+            self.following_head = result.source == "published"
         for _, side in result.mismatches:
             self.verify_mismatches[side] = self.verify_mismatches.get(side, 0) + 1
         if result.verified_pass_at is not None:
@@ -163,6 +169,8 @@ class DaemonState:
             "last_verified": self.last_verified,
             "version_check": self.versions.to_json() if self.versions else None,
             "restart_pending": dict(sorted(self.restarts.since.items())),
+            "following_head": self.following_head,
+            "walk_fallbacks": self.walk_fallbacks,
             "verify_mismatches": dict(self.verify_mismatches),
         }
         return doc

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from support.config import daemon_overrides, daemon_settings
 from support.daemon import Agent, http, metric, running, samples, wait_for
-from support.sshd import Sshd, free_port
+from support.sshd import Sshd, free_port, fresh_subdir
 from support.tools import require_tool
 from support.trees import age, managed
 
@@ -34,6 +34,7 @@ from syncagent.control import ControlFiles
 from syncagent.demo.sample_tree import add_softtoken_key
 from syncagent.errors import Reason, SyncError
 from syncagent.keeper import backoff_ceiling
+from syncagent.publisher import publish_once
 from syncagent.report import Outcome, SyncResult
 from syncagent.state import StateDir
 from syncagent.xroad import softtoken_key_ids
@@ -725,6 +726,42 @@ async def test_a_second_agent_or_a_taken_port_exits_1_config_errors_exit_2(
     bad.log_dir = tmp_path / "bad"
     bad.log_dir.mkdir()
     assert bad.start().wait(20) == 2
+
+
+async def test_a_published_change_lands_within_the_poll_not_the_interval(
+    sshd: Sshd, primary_tree: Path, target: Path, tree_area: Path
+) -> None:
+    """With the primary publishing, the daemon reads HEAD every sync.poll seconds and syncs
+    only when it changed; without a HEAD it walks again, and says so."""
+    pub = fresh_subdir(tree_area, "publish")
+    settings = daemon_settings(
+        sshd,
+        primary_tree,
+        target,
+        sync__interval=300,
+        sync__poll=0.3,
+        primary__publish_dir=pub,
+        publish__source=primary_tree,
+        publish__dir=pub,
+        publish__settle=0,
+    )
+    assert (await publish_once(settings)).result == "published"
+    async with running(settings) as agent:
+        d = agent.daemon
+        await wait_for(d.first_sync_done.is_set, "the first sync")
+        assert d.state.following_head
+        assert metric(await agent.metrics(), "syncagent_following_head") == 1
+        add_softtoken_key(primary_tree)
+        assert (await publish_once(settings)).result == "published"
+        t0 = time.monotonic()
+        await wait_for(lambda: same_keys(primary_tree, target), "the published change", 10)
+        assert time.monotonic() - t0 < 5, "a poll, not the 300 s interval, brought it"
+        (pub / "HEAD").unlink()  # the publisher is gone
+        await wait_for(lambda: not d.state.following_head, "the walk to take over", 10)
+        text = await agent.metrics()
+        assert metric(text, "syncagent_following_head") == 0
+        assert metric(text, "syncagent_walk_fallbacks_total") == 1
+        assert (await agent.status())["walk_fallbacks"] == 1
 
 
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours

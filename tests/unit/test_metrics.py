@@ -37,6 +37,8 @@ EXPECTED = {
     "syncagent_last_verified_timestamp_seconds",
     "syncagent_version_skew",
     "syncagent_restart_pending",
+    "syncagent_following_head",
+    "syncagent_walk_fallbacks_total",
     "syncagent_restart_pending_since_timestamp_seconds",
 }
 

@@ -7,14 +7,18 @@ each one before it is ever joined into a path, and every symlink before anything
 from __future__ import annotations
 
 import posixpath
+import re
 
 from .errors import Problem
 
 MAX_NAME_BYTES = 255
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def has_control(text: str) -> bool:
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def shown(text: str, limit: int = 80) -> str:

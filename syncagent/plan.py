@@ -91,7 +91,16 @@ def plan_fetch(
         rec = trusted_record(path, live, record)
         clean = rec is not None and record is not None and _clean(e, rec, record.listed_at)
         if clean and rec is not None and path not in verify:
-            known[path] = Record(Kind.FILE, e.mode, rec.sha256, size=e.size, remote_mtime=e.mtime)
+            # the live identity too: the record already vouches for the file on disk
+            known[path] = Record(
+                Kind.FILE,
+                e.mode,
+                rec.sha256,
+                size=e.size,
+                remote_mtime=e.mtime,
+                ino=rec.ino,
+                mtime_ns=rec.mtime_ns,
+            )
             continue
         fetch.append(path)
         if clean:

@@ -45,12 +45,19 @@ async def watch(
     recursive: bool = False,
     debounce_ms: int = 400,
 ) -> None:
-    """Call ``on_change`` with each batch of events until ``stop`` is set."""
+    """Call ``on_change`` with each batch of events until ``stop`` is set.
+
+    What to watch is re-resolved after every batch and every tick (TICK_MS): when the answer
+    changes, or a watched directory itself was deleted (made again at the same path, even with
+    the same inode number, it is another directory: the old watch would go on watching the
+    deleted one), the watch starts over.
+    """
     while not stop.is_set():
         paths = targets()
         if not paths:
             await sleep_or_stop(stop, RETRY)
             continue
+        roots = {str(p) for p in paths}
         try:
             async for changes in awatch(
                 *paths,
@@ -65,7 +72,8 @@ async def watch(
             ):
                 if changes:
                     _deliver(name, on_change, changes)
-                if targets() != paths:
+                gone = any(kind is Change.deleted and p in roots for kind, p in changes)
+                if gone or targets() != paths:
                     break
         except (OSError, RuntimeError) as e:
             log.warning("watch_failed", watch=name, error=str(e), retry_in=RETRY)

@@ -1,7 +1,14 @@
 #!/bin/bash
-# Entrypoint of the syncagent secondary image. It replaces the sidecar's blocking
-# `until rsync ...; do sleep 5; done` first sync with `syncagent once` under a time budget,
-# then execs the image's normal start (supervisord, which runs `syncagent run` as xroad-sync).
+# Entrypoint of the syncagent secondary image. It replaces the sidecar's blocking first sync
+# (`while :; do su -c "$RSYNC_CMD" xroad ... && break; sleep 5; done`, retried forever) with
+# `syncagent once` under a time budget, then execs the image's normal start (the base's
+# entrypoint without its rsync steps, which execs supervisord, which runs `syncagent run` as
+# xroad-sync).
+#
+# Started as root (as the image is), it first makes the sync target belong to the user the sync
+# runs as, as the base entrypoint's `chown -R xroad:xroad /etc/xroad` does before its rsync:
+# otherwise a directory the base image or a fresh volume left root-owned makes every first-sync
+# attempt fail ("Permission denied") for the whole budget.
 #
 # Exit codes of `syncagent once` and what happens:
 #   0  applied / already current          -> start
@@ -21,7 +28,9 @@
 #                                as jitter so secondaries restarted together spread out
 #   SYNCAGENT_BIN                the agent, default /opt/syncagent/bin/syncagent
 #   SYNCAGENT_RUN_AS             user for the first sync when started as root, default xroad;
-#                                empty = the current user
+#                                empty = the current user (and no ownership step)
+#   SYNCAGENT_SYNC_TARGET        the agent's target (default /etc/xroad): the tree made
+#                                SYNCAGENT_RUN_AS's before the first sync
 #   SYNCAGENT_EXEC               the command started afterwards (word-split), default
 #                                /root/entrypoint.sh (the image's own entrypoint, its rsync
 #                                steps removed at build time). Arguments given to this script
@@ -56,6 +65,11 @@ if [[ $(id -u) == 0 && -n $SYNCAGENT_RUN_AS ]]; then
         die 2 "SYNCAGENT_RUN_AS: no such user '$SYNCAGENT_RUN_AS'"
     as_user=(setpriv "--reuid=$SYNCAGENT_RUN_AS" "--regid=$SYNCAGENT_RUN_AS" --init-groups
         env -- "HOME=$home")
+    target=${SYNCAGENT_SYNC_TARGET:-/etc/xroad}
+    if [[ -d $target ]]; then
+        chown -R "$SYNCAGENT_RUN_AS:" "$target" ||
+            warn "could not make $target belong to $SYNCAGENT_RUN_AS; the first sync may fail"
+    fi
 fi
 
 # As PID 1 we get no default SIGTERM action: handle it, so a pod deleted during the first sync

@@ -1,8 +1,9 @@
 """Deployment files checked with the real tools: systemd-analyze, promtool, yamllint,
 kubernetes-validate, hadolint, shellcheck, sshd; plus the image's shell scripts run against stubs.
 
-No Docker engine here: the Dockerfile is linted, never built. Tests that need the running
-daemon (supervisord + sshd, notify/watchdog, Prometheus scraping) live elsewhere.
+The Dockerfile is linted here; tests/deploy/test_image.py builds and runs it with podman.
+Tests that need the running daemon (supervisord + sshd, notify/watchdog, Prometheus scraping)
+live elsewhere.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ K8S = DOCKER / "kubernetes"
 PROM = DOCKER / "prometheus"
 UNIT = SYSTEMD / "syncagent.service"
 ENTRYPOINT = DOCKER / "syncagent-entrypoint.sh"
-STRIP = DOCKER / "strip-first-sync.sh"
+STRIP = DOCKER / "strip_first_sync.py"
+STANDIN_SCRIPTS = (DOCKER / "standin" / "rootfs" / "root" / "entrypoint.sh",
+                   DOCKER / "standin" / "rootfs" / "usr" / "share" / "xroad" / "scripts"
+                   / "xroad-base.sh")
 HOST_KEYS_SCRIPT = K8S / "make-host-key-secrets.sh"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
 
@@ -106,9 +110,10 @@ def test_unit_keeps_the_old_units_contract() -> None:
     for svc in ("xroad-proxy", "xroad-signer", "xroad-confclient", "xroad-proxy-ui-api"):
         assert f"{svc}.service" in before
     assert settings["ReadWritePaths"] == ["/etc/xroad"]
-    # PrivateTmp hides the host's /var/tmp: the IG-XLB pause flag must be bound back in.
+    # PrivateTmp hides the host's /var/tmp: the host's is bound back in (read-only, elsewhere)
+    # for the IG-XLB pause flag.
     assert settings["PrivateTmp"] == ["yes"]
-    assert settings["BindReadOnlyPaths"] == ["-/var/tmp/xroad"]
+    assert settings["BindReadOnlyPaths"] == ["/var/tmp:/run/syncagent/host-var-tmp"]
     assert settings["CapabilityBoundingSet"] == [""]
 
 
@@ -355,7 +360,9 @@ def test_hadolint_dockerfile() -> None:
 def test_dockerfile_contract() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE=niis/xroad-security-server-sidecar:[\w.]+-secondary$", text, re.M)
-    assert "crudini --del /etc/supervisor/conf.d/xroad.conf program:cron" in text
+    # --existing=section: a base without [program:cron] (not a secondary) fails the build
+    assert ("crudini --existing=section --del /etc/supervisor/conf.d/xroad.conf program:cron"
+            in text)
     assert "rm -f /etc/cron.d/xroad-state-sync" in text
     assert 'CMD ["/usr/local/bin/syncagent-entrypoint"]' in text
     # Everything COPY'd from the context is let through by the Dockerfile's .dockerignore.
@@ -371,7 +378,7 @@ def test_dockerfile_contract() -> None:
 
 
 def test_shellcheck_scripts() -> None:
-    res = run(tool("shellcheck"), ENTRYPOINT, STRIP, HOST_KEYS_SCRIPT)
+    res = run(tool("shellcheck"), ENTRYPOINT, HOST_KEYS_SCRIPT, *STANDIN_SCRIPTS)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -398,9 +405,10 @@ def test_supervisord_program_parses(tmp_path: Path) -> None:
     assert proc.redirect_stderr
 
 
-# strip-first-sync.sh: shapes the sidecar's secondary entrypoint has had (written for these
-# tests, not copied): a RSYNC_CMD retry loop plus cron file, an RC loop, a one-line until.
-REMOVED = "# (first sync from the primary: done by syncagent-entrypoint before this script)\n"
+# strip_first_sync.py: shapes the sidecar's secondary entrypoint has had (written for these
+# tests, not copied): a RSYNC_CMD retry loop plus cron file, an RC loop, a one-line until. It
+# deletes whole lines and inserts nothing. (tests/deploy/test_entrypoint_edit.py has the
+# released shapes and adversarial ones as fixtures.)
 SUPERVISORD = "exec /usr/bin/supervisord -n -c /etc/supervisor/supervisord.conf\n"
 SHAPE_CMD_LOOP = (
     """#!/bin/bash
@@ -422,7 +430,7 @@ log() { echo "$*"; }
 chown -R xroad:xroad /etc/xroad
 log "Syncing configuration from ${XROAD_PRIMARY_DNS}..."
 set -o pipefail
-""" + REMOVED + """for g in a b; do echo "$g"; done
+for g in a b; do echo "$g"; done
 """ + SUPERVISORD,
 )
 SHAPE_RC_LOOP = (
@@ -435,18 +443,18 @@ do
   RC=$?
 done
 """ + SUPERVISORD,
-    "#!/bin/bash\nRC=1\n" + REMOVED + SUPERVISORD,
+    "#!/bin/bash\nRC=1\n" + SUPERVISORD,
 )
 SHAPE_UNTIL = (
     "#!/bin/bash\nuntil rsync -a primary:/etc/xroad/ /etc/xroad/; do sleep 5; done\n"
     + SUPERVISORD,
-    "#!/bin/bash\n" + REMOVED + SUPERVISORD,
+    "#!/bin/bash\n" + SUPERVISORD,
 )
 
 
 def strip(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(STRIP)], input=text, capture_output=True, text=True,
-                          timeout=30)
+    return subprocess.run([sys.executable, str(STRIP)], input=text, capture_output=True,
+                          text=True, timeout=30)
 
 
 @pytest.mark.parametrize("shape,expected", [SHAPE_CMD_LOOP, SHAPE_RC_LOOP, SHAPE_UNTIL])
@@ -461,12 +469,17 @@ def test_strip_first_sync_refuses_an_unknown_shape() -> None:
                 "exec supervisord -n\n")
     assert res.returncode == 1
     assert "SYNCAGENT_EXEC" in res.stderr and res.stdout == ""
+    assert res.stderr.startswith("strip-first-sync: refusing: line 2: still names the rsync "
+                                 "sync"), res.stderr
 
 
-def test_strip_first_sync_leaves_a_script_without_rsync_alone() -> None:
+def test_strip_first_sync_refuses_a_script_without_the_sync() -> None:
+    """No first-sync loop: not a secondary's entrypoint (wrong BASE), so the build stops
+    rather than pass it through (the comment and the unrelated loop are no sync)."""
     text = "#!/bin/bash\n# rsync was here\nwhile false; do :; done\nexec supervisord -n\n"
     res = strip(text)
-    assert res.returncode == 0 and res.stdout == text
+    assert res.returncode == 1 and res.stdout == ""
+    assert "no first-sync retry loop" in res.stderr and "SYNCAGENT_EXEC" in res.stderr
 
 
 # syncagent-entrypoint.sh against a stub agent that exits with scripted codes.

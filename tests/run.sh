@@ -2,13 +2,18 @@
 # The project's test command (README, .ci/run): sets up a fresh Debian machine, then lint + tests.
 #   bash tests/run.sh [pytest args...]
 # Installs, when missing: OpenSSH server/client, rsync, Prometheus and promtool, systemd-analyze,
-# iproute2 and nftables (network fault tests), then a
+# iproute2 and nftables (network fault tests), systemd-container and debootstrap (the unit under
+# a real systemd, booted with systemd-nspawn), podman and runc (the image built and run), then a
 # venv in .venv with the project and its test extras. Needs root for apt and for the sshd
 # fixtures (they create the xroad and xroad-slave accounts a primary has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client rsync prometheus systemd iproute2 nftables bash procps)
+APT_PACKAGES=(
+  openssh-server openssh-client rsync prometheus systemd iproute2 nftables bash procps
+  systemd-container debootstrap debian-archive-keyring
+  podman runc netavark aardvark-dns
+)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

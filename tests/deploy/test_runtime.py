@@ -16,6 +16,7 @@ tests/deploy/test_static.py lints and parses the same files; this proves they wo
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import contextlib
 import json
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from support import REPO
-from support.config import daemon_overrides
+from support.config import daemon_overrides, settings_for
 from support.daemon import Agent, metric
 from support.grafana import panel_queries
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
@@ -47,6 +48,9 @@ from support.tools import require_root, require_tool
 from support.trees import age
 
 from syncagent.demo.sample_tree import add_softtoken_key, build_secondary_local
+from syncagent.engine import sync
+from syncagent.publication import HEAD_NAME, parse_head
+from syncagent.report import Outcome
 
 ROOT = REPO
 DOCKER = ROOT / "docker"
@@ -312,9 +316,9 @@ class Supervisord:
         transport = SupervisorTransport(None, None, f"unix://{self.base}/supervisor.sock")
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
-    def info(self) -> dict[str, Any]:
+    def info(self, program: str = "xroad-sync") -> dict[str, Any]:
         try:
-            doc: dict[str, Any] = self.rpc().supervisor.getProcessInfo("xroad-sync")
+            doc: dict[str, Any] = self.rpc().supervisor.getProcessInfo(program)
         except (OSError, xmlrpc.client.Fault):
             return {}
         return doc
@@ -337,16 +341,18 @@ class Supervisord:
         return None
 
 
-@pytest.fixture
-def supervisord(
-    sshd: Sshd, primary_tree: Path, secondary: Secondary, agent_bin: Path
+@contextlib.contextmanager
+def running_supervisord(
+    programs: dict[str, str], env: dict[str, str], http: str = ""
 ) -> Iterator[Supervisord]:
+    """A real supervisord with ``programs`` (file name -> section text) in its conf.d."""
     supervisord_bin = Path(sys.executable).parent / "supervisord"
     if not supervisord_bin.exists():
         supervisord_bin = Path(require_tool("supervisord"))
     base = make_traversable_dir("syncagent-sv-")  # short: unix socket paths are limited
     (base / "conf.d").mkdir()
-    (base / "conf.d" / "xroad-sync.conf").write_text(program_for_test(agent_bin))
+    for name, text in programs.items():
+        (base / "conf.d" / name).write_text(text)
     (base / "supervisord.conf").write_text(
         "[unix_http_server]\n"
         f"file={base}/supervisor.sock\n"
@@ -363,17 +369,12 @@ def supervisord(
         "[include]\n"
         f"files = {base}/conf.d/*.conf\n"
     )
-    env = secondary.env(
-        sshd, primary_tree,
-        SYNCAGENT_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
-        SYNCAGENT_SYNC_INTERVAL="2",
-    )
     with (base / "stdout").open("ab") as out:
         proc = subprocess.Popen(
             [str(supervisord_bin), "-c", str(base / "supervisord.conf")],
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )
-    sv = Supervisord(base, proc, "http://" + env["SYNCAGENT_HTTP_LISTEN"])
+    sv = Supervisord(base, proc, http)
     try:
         yield sv
     finally:
@@ -389,6 +390,20 @@ def supervisord(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(agent_pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def supervisord(
+    sshd: Sshd, primary_tree: Path, secondary: Secondary, agent_bin: Path
+) -> Iterator[Supervisord]:
+    env = secondary.env(
+        sshd, primary_tree,
+        SYNCAGENT_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        SYNCAGENT_SYNC_INTERVAL="2",
+    )
+    programs = {"xroad-sync.conf": program_for_test(agent_bin)}
+    with running_supervisord(programs, env, "http://" + env["SYNCAGENT_HTTP_LISTEN"]) as sv:
+        yield sv
 
 
 def test_supervisord_runs_the_shipped_program(
@@ -505,6 +520,53 @@ def test_a_change_waits_for_the_programs_that_read_it_until_they_restart(
     sv.ctl("stop", "xroad-signer")
     until(lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 0},
           "a stopped signer reads the new files when it starts", 20)
+
+
+PUBLISH_PROGRAM = DOCKER / "supervisor" / "syncagent-publish.conf"
+PUBLISH_COMMAND = "command=/opt/syncagent/bin/syncagent publish"
+
+
+def test_supervisord_runs_the_shipped_publisher(
+    sshd: Sshd, primary_tree: Path, tree_area: Path, target: Path, agent_bin: Path
+) -> None:
+    """The primary image's program, as shipped but for the agent's path: publishes as xroad,
+    follows a change, and a secondary follows its HEAD through the read-only account."""
+    text = PUBLISH_PROGRAM.read_text()
+    assert text.count(PUBLISH_COMMAND + "\n") == 1, "the shipped command line changed"
+    section = text.replace(PUBLISH_COMMAND, f"command={agent_bin} publish")
+    xroad = pwd.getpwnam("xroad")
+    pub = fresh_subdir(tree_area, "publish")
+    os.chown(pub, xroad.pw_uid, xroad.pw_gid)
+    env = {
+        **clean_env(),
+        "SYNCAGENT_PUBLISH_SOURCE": str(primary_tree),
+        "SYNCAGENT_PUBLISH_DIR": str(pub),
+        "SYNCAGENT_PUBLISH_SETTLE": "0",
+        "SYNCAGENT_SYNC_VERSION_SOURCE": "none",
+        "SYNCAGENT_LOG_FORMAT": "json",
+    }
+    with running_supervisord({"syncagent-publish.conf": section}, env) as sv:
+        info = until(lambda: sv.info("syncagent-publish").get("statename") == "RUNNING"
+                     and sv.info("syncagent-publish"), "syncagent-publish RUNNING", 20)
+        assert proc_status(info["pid"])["Uid"].split()[0] == str(xroad.pw_uid)
+        until(lambda: (pub / HEAD_NAME).exists(), "the first HEAD", 30)
+        first = parse_head((pub / HEAD_NAME).read_bytes())
+        settings = settings_for(
+            sshd, primary_tree, target, primary__publish_dir=pub, sync__version_source="none"
+        )
+        result = asyncio.run(sync(settings))
+        assert result.outcome is Outcome.APPLIED and result.source == "published", result
+        assert result.generation == first.generation
+
+        key = add_softtoken_key(primary_tree)
+        until(lambda: parse_head((pub / HEAD_NAME).read_bytes()).sequence > first.sequence,
+              "a new HEAD for the change", 30)
+        again = asyncio.run(sync(settings))
+        assert again.outcome is Outcome.APPLIED and again.source == "published", again
+        assert (target / f"signer/softtoken/{key}.p12").exists()
+        res = sv.ctl("stop", "syncagent-publish")
+        assert res.returncode == 0 and "stopped" in res.stdout, res
+        assert sv.info("syncagent-publish")["exitstatus"] == 0
 
 
 # ---- 2. the image's entrypoint with the real agent ------------------------------------------

@@ -35,6 +35,7 @@ DOCKER = ROOT / "docker"
 K8S = DOCKER / "kubernetes"
 PROM = DOCKER / "prometheus"
 UNIT = SYSTEMD / "syncagent.service"
+PUBLISH_UNIT = SYSTEMD / "syncagent-publish.service"
 ENTRYPOINT = DOCKER / "syncagent-entrypoint.sh"
 STRIP = DOCKER / "strip_first_sync.py"
 STANDIN_SCRIPTS = (DOCKER / "standin" / "rootfs" / "root" / "entrypoint.sh",
@@ -91,6 +92,31 @@ def test_systemd_security_exposure_ok(unit_copy: Path, record_property) -> None:
     print(f"systemd-analyze security exposure: {exposure} {m.group(2)}")
     assert exposure <= 2.0, res.stdout
     assert m.group(2) == "OK"
+
+
+def test_publisher_unit_verifies_and_is_sandboxed_tighter_than_the_agent(
+    tmp_path: Path,
+) -> None:
+    """The IG-XLB primary's publisher: it reads /etc/xroad and writes its publish dir only, and
+    talks to nobody, so it can drop the network the agent needs."""
+    text = PUBLISH_UNIT.read_text()
+    exec_start = "ExecStart=/opt/syncagent/bin/syncagent --config /etc/syncagent/syncagent.toml"
+    assert f"\n{exec_start} publish\n" in text
+    for line in ("User=xroad", "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX",
+                 "StateDirectory=syncagent syncagent/publish", "StateDirectoryMode=0750",
+                 "RestartPreventExitStatus=2", "ProtectSystem=strict"):
+        assert f"\n{line}\n" in text, line
+    copy = tmp_path / "syncagent-publish.service"
+    copy.write_text(text.replace("ExecStart=/opt/syncagent/bin/syncagent ",
+                                 f"ExecStart={shutil.which('true') or '/bin/true'} "))
+    analyze = require_tool("systemd-analyze")
+    res = run(analyze, "verify", copy)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    res = run(analyze, "security", "--offline=yes", "--no-pager", copy)
+    m = re.search(r"Overall exposure level for syncagent-publish\.service: (\d+\.\d+) (\w+)",
+                  res.stdout)
+    assert m, res.stdout[-2000:]
+    assert float(m.group(1)) <= 0.5 and m.group(2) == "SAFE", res.stdout[-2000:]
 
 
 def test_unit_keeps_the_old_units_contract() -> None:

@@ -743,6 +743,51 @@ def test_security_exposure_in_the_booted_system_is_the_documented_one(agent: Hos
         assert found and found.group(1) == "1.2 OK", out[-1500:]
 
 
+PUBLISH_UNIT = "syncagent-publish.service"
+
+
+def test_the_publisher_unit_publishes_under_its_sandbox(agent: Host) -> None:
+    """systemd/syncagent-publish.service, for IG-XLB primaries, run as shipped but for where its
+    source is (a drop-in: this machine is a secondary, the primary's tree is copied in)."""
+    m = agent.m
+    unit = m.path(f"/etc/systemd/system/{PUBLISH_UNIT}")
+    unit.write_text((REPO / "systemd" / PUBLISH_UNIT).read_text())
+    source = "/srv/primary/etc-xroad"
+    shutil.copytree(agent.tree, m.path(source), symlinks=True)
+    m.sh(f"chown -R xroad:xroad /srv/primary && chmod 0751 /srv/primary {source}")
+    dropins = m.path(f"/etc/systemd/system/{PUBLISH_UNIT}.d")
+    dropins.mkdir(exist_ok=True)
+    (dropins / "50-test-source.conf").write_text(
+        f"[Service]\nEnvironment=SYNCAGENT_PUBLISH_SOURCE={source}\n"
+        "Environment=SYNCAGENT_PUBLISH_SETTLE=0\n"
+    )
+    m.systemctl("daemon-reload")
+    cursor = m.cursor()
+    try:
+        m.systemctl("start", PUBLISH_UNIT)
+        head = m.path("/var/lib/syncagent/publish/HEAD")
+        until(head.exists, "the publisher's first HEAD", 30)
+        assert m.show(PUBLISH_UNIT, "ActiveState")["ActiveState"] == "active"
+        pub = m.path("/var/lib/syncagent/publish")
+        xroad_gid = int(m.run("id", "-g", "xroad").stdout)
+        assert oct(pub.stat().st_mode & 0o777) == "0o750" and pub.stat().st_gid == xroad_gid
+        assert oct(head.stat().st_mode & 0o777) == "0o640" and head.stat().st_gid == xroad_gid
+        out = m.run("systemd-analyze", "security", "--no-pager", PUBLISH_UNIT, check=False).stdout
+        found = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", out)
+        assert found and float(found.group(1)) <= 0.5, out[-1500:]
+        m.systemctl("stop", PUBLISH_UNIT)
+        props = m.show(PUBLISH_UNIT, "Result", "ExecMainStatus")
+        assert props == {"Result": "success", "ExecMainStatus": "0"}, props
+        journal = m.journal(PUBLISH_UNIT, after=cursor)
+        for word in ("EPERM", "EACCES", "SIGSYS", "Permission denied", "Traceback"):
+            assert word not in journal, journal[-3000:]
+    finally:
+        m.systemctl("stop", PUBLISH_UNIT, check=False)
+        shutil.rmtree(dropins, ignore_errors=True)
+        unit.unlink(missing_ok=True)
+        m.systemctl("daemon-reload")
+
+
 def test_migration_from_xroad_sync_runs_as_written(agent: Host) -> None:
     """A host as IG-XLB left it (xroad-sync.service + timer enabled, the timer running) with
     syncagent installed but not enabled; then the README's commands, verbatim."""

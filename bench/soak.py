@@ -853,6 +853,7 @@ def soak(
     seed: int,
     trace_frames: int = 0,
     heaptrack: bool = False,
+    daemon_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     import random
     import signal
@@ -900,7 +901,7 @@ def soak(
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
                 stderr=fh,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(daemon_env or {})},
             )
         tail = LogTail(log_path)
         pid = proc.pid  # the daemon: python -m bench.soak _probe runs it in this process
@@ -1019,6 +1020,7 @@ def soak(
             else None
         )
         return {
+            "daemon_env": daemon_env or {},
             "heaptrack_file": next((str(p) for p in work.glob("heaptrack.daemon*")), None),
             "tracemalloc_frames": trace_frames,
             "tracemalloc": traced,
@@ -1313,6 +1315,10 @@ def analyse(doc: dict[str, Any]) -> dict[str, Any]:
     series: dict[str, tuple[list[float], list[float]]] = {
         "fds": (_window(samples, *first, "fds"), _window(samples, *end, "fds")),
         "threads": (_window(samples, *first, "threads"), _window(samples, *end, "threads")),
+        "inotify_watches": (
+            _window(samples, *first, "inotify_watches"),
+            _window(samples, *end, "inotify_watches"),
+        ),
         "tasks": (
             [t["tasks"] for x, t in ticks if first[0] <= x <= first[1]],
             [t["tasks"] for x, t in ticks if end[0] <= x <= end[1]],
@@ -1396,6 +1402,10 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def _names(counts: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+
+
 def _counts(d: dict[str, Any]) -> str:
     a, b = d["at_100"], d["at_end"]
     return f"{a['min']:g}/{a['mode']:g}/{a['max']:g} -> {b['min']:g}/{b['mode']:g}/{b['max']:g}"
@@ -1470,11 +1480,13 @@ def diagnosis_table(doc: dict[str, Any]) -> str:
     or the native allocations still live at exit that were made after heaptrack attached."""
     a, s = doc["analysis"], doc["soak"]
     rss = a["rss"]
-    how = (
-        f"under tracemalloc ({s['tracemalloc_frames']} frames"
-        if s.get("tracemalloc_frames")
-        else f"under heaptrack (and one of {doc['soak_short']['syncs_logged']} syncs before it"
-    )
+    if s.get("tracemalloc_frames"):
+        how = f"under tracemalloc ({s['tracemalloc_frames']} frames"
+    elif s.get("daemon_env"):
+        how = "with " + " ".join(f"{k}={v}" for k, v in s["daemon_env"].items()) + " ("
+        how += "an environment variable, no code change"
+    else:
+        how = f"under heaptrack (and one of {doc['soak_short']['syncs_logged']} syncs before it"
     rows = [
         f"Soak {how}; {doc['started']}; {s['syncs_logged']} syncs; load "
         f"{a['load1']['median']:.2f} median). The tool's own memory inflates RSS: compare "
@@ -1575,13 +1587,26 @@ def table(doc: dict[str, Any]) -> str:
         f"{_yes(a['steady_rss']['met'])} |",
         "",
         f"Counts are min/mode/max over syncs 100-{100 + w} -> over the last {w} syncs (transient "
-        "peaks are syncs in flight: staged files, SFTP requests, reconnects); flat = neither the "
-        "floor nor the usual value (mode) rose. Python blocks (sys.getallocatedblocks): "
+        "peaks are syncs in flight: staged files, SFTP requests, reconnects); flat = the usual "
+        "value (mode) did not rise and the last window set no new high. Python blocks "
+        "(sys.getallocatedblocks): "
         f"{a['blocks']['at_100']['median']:.0f} -> {a['blocks']['at_end']['median']:.0f} "
         f"(medians); heap (RssAnon) {a['rss_anon_growth'] / 1e6:+.2f} MB. Modules: "
         f"{a.get('modules_at_loop_start')} when the event loop started, "
         f"{len(a.get('modules_loaded_later', []))} loaded later; after sync 100: "
-        f"{a['modules_after_100'][0]}-{a['modules_after_100'][1]}.",
+        f"{a['modules_after_100'][0]}-{a['modules_after_100'][1]}."
+        + (
+            " Python threads by name, first -> last: "
+            f"{_names(a['threads']['python_threads_first'])} -> "
+            f"{_names(a['threads']['python_threads_last'])}; changes (at sync): "
+            + (
+                "; ".join(f"{x}: {_names(n)}" for x, n in a["threads"]["python_thread_changes"])
+                or "none"
+            )
+            + f". inotify watches: {_counts(a['inotify_watches'])}."
+            if "python_threads_first" in a["threads"]
+            else ""
+        ),
         "",
         *_allocator_rows(a, s),
         "",
@@ -1728,6 +1753,14 @@ def main(argv: list[str] | None = None) -> int:
         "backtrace (<date>-soak-heaptrack.*)",
     )
     ap.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="diagnostic: the soak only, the daemon with this in its environment (e.g. "
+        "MALLOC_ARENA_MAX=2), written to <date>-soak-env-<name>-<value>.*",
+    )
+    ap.add_argument(
         "--from-json", type=Path, help="re-analyse a result JSON: rewrite its .md and .png only"
     )
     args = ap.parse_args(argv)
@@ -1755,7 +1788,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     then = (
         "(diagnostic: soak only)"
-        if args.tracemalloc or args.heaptrack
+        if args.tracemalloc or args.heaptrack or args.daemon_env
         else (f"then {idle_s:.0f} s idle")
     )
     print(f"soak: {syncs} syncs, {then}; logs in {work}", flush=True)
@@ -1763,8 +1796,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.heaptrack:
         short = soak(work / "short", syncs // 4, True, args.seed, heaptrack=True)
         doc["soak_short"] = {k: short[k] for k in ("syncs_logged", "heaptrack_file", "marks")}
+    env = dict(kv.split("=", 1) for kv in args.daemon_env)
     doc["soak"] = soak(
-        work / "soak", syncs, args.quick, args.seed, args.tracemalloc, args.heaptrack
+        work / "soak", syncs, args.quick, args.seed, args.tracemalloc, args.heaptrack, env
     )
     if args.heaptrack and doc["soak"]["heaptrack_file"] and short.get("heaptrack_file"):
         long_file = Path(doc["soak"]["heaptrack_file"])
@@ -1774,10 +1808,12 @@ def main(argv: list[str] | None = None) -> int:
         }
     doc["loadavg_after_soak"] = loadavg()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.tracemalloc or args.heaptrack:
+    if args.tracemalloc or args.heaptrack or env:
         doc["loadavg_end"] = loadavg()
         doc["duration_s"] = time.monotonic() - t0
-        kind = "tracemalloc" if args.tracemalloc else "heaptrack"
+        kind = "tracemalloc" if args.tracemalloc else "heaptrack" if args.heaptrack else "env"
+        for name, value in env.items():
+            kind += f"-{name.lower()}-{value}"
         stem = args.out / f"{started:%Y-%m-%d}-soak-{kind}{'-quick' if args.quick else ''}"
         stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")  # raw, in case
         doc["analysis"] = analyse(doc)

@@ -44,9 +44,9 @@ Three phases, one report (``<out>/<date>-soak[-quick].{json,md,png}``):
    does not decide it; the least-squares trend from sync 100 on, and the growth from the start
    of the second fault cycle (every fault kind has run once) are reported too. fds, threads
    and tasks are "flat" when the usual value (the mode) over the last W syncs is not above the
-   mode over syncs 100 to 100 + W and the last W syncs set no new high; transient peaks are
-   syncs in flight (staged files, SFTP requests, reconnects), so a floor or a single peak is
-   not the measure.
+   mode over syncs 100 to 100 + W, and the last W syncs' 95th percentile is not above the
+   highest value seen before them; transient peaks are syncs in flight (staged files, SFTP
+   requests, reconnects), so neither a floor nor one sample's peak is the measure.
 
    **asyncio task count.** The daemon does not export it, and this bench may not change the
    product. A ``tasks`` field in ``/status`` (``len(asyncio.all_tasks())``) would be cheap, but
@@ -431,6 +431,154 @@ def _meter(modules: list[str]) -> Any:
     )
     out = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
+
+
+# ---- watchfiles under directory churn (runs in a fresh interpreter) ----------------------------
+
+
+def _inotify_watches_self() -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+                n += sum(1 for line in text.splitlines() if line.startswith("inotify wd:"))
+    return n
+
+
+def _watchfiles_churn(mode: str, n: int) -> None:
+    """syncagent.fswatch.watch(recursive=True), as the drift watcher runs it, over a directory
+    where ``n`` times: a tree of 3 directories is created and removed (``dirs``); or the state
+    dir's cycle, a candidate tree of 11 directories built in ``staging/``, renamed into
+    ``generations/`` and the generation 4 before it removed (``generations``, what an applied
+    sync does with keep_generations = 3); or a file is replaced (``files``). Prints, as JSON,
+    malloc'd bytes in use, RSS and inotify watches at checkpoints, and after the watch has
+    stopped."""
+    import asyncio
+    import gc
+    import shutil
+    import tempfile
+
+    from syncagent import fswatch
+
+    root = Path(tempfile.mkdtemp(prefix="syncagent-watchfiles-"))
+    points: list[dict[str, Any]] = []
+    events = [0]
+
+    def point(label: str) -> None:
+        m = _mallinfo()
+        points.append(
+            {
+                "at": label,
+                "malloc_in_use": m["uordblks"] + m["hblkhd"],
+                "rss": _self_rss(),
+                "inotify_watches": _inotify_watches_self(),
+                "events": events[0],
+            }
+        )
+
+    tree = ["conf.d/addons", "services", "signer/softtoken", "ssl", "jetty", "backup.d", "extra"]
+
+    def churn() -> None:
+        (root / "staging").mkdir()
+        (root / "generations").mkdir()
+        for i in range(n):
+            if mode == "generations":
+                farm = root / "staging" / "tree"
+                for rel in tree:  # 11 directories with the parents
+                    (farm / rel).mkdir(parents=True, exist_ok=True)
+                (farm / "conf.d" / "local.ini").write_text("a = 1\n")
+                os.rename(farm, root / "generations" / f"g{i}")
+                shutil.rmtree(root / "generations" / f"g{i - 4}", ignore_errors=True)
+                time.sleep(0.005)
+            elif mode == "dirs":
+                d = root / f"staging-{i}" / "conf.d" / "addons"
+                d.mkdir(parents=True)
+                (d / "local.ini").write_text("a = 1\n")
+                time.sleep(0.005)
+                shutil.rmtree(root / f"staging-{i}")
+            else:
+                (root / "tmpconf.tmp").write_text(f"a = {i}\n")
+                os.replace(root / "tmpconf.tmp", root / "local.ini")
+                time.sleep(0.005)
+            if (i + 1) % (n // 4) == 0:
+                time.sleep(1.0)  # let the watcher catch up
+                point(str(i + 1))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        def on_change(changes: Any) -> None:
+            events[0] += len(changes)
+
+        task = asyncio.create_task(
+            fswatch.watch("bench", lambda: (root,), on_change, stop, recursive=True)
+        )
+        await asyncio.sleep(1.0)
+        point("0")
+        await asyncio.to_thread(churn)
+        stop.set()
+        await task
+        await asyncio.sleep(0.5)
+
+    asyncio.run(main())
+    gc.collect()
+    point("watch stopped")
+    shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({"mode": mode, "n": n, "points": points}))
+
+
+def watchfiles_check(n: int) -> dict[str, Any]:
+    import subprocess
+
+    from .infra import PYTHON, REPO
+
+    out: dict[str, Any] = {}
+    for mode in ("generations", "dirs", "files"):
+        run = subprocess.run(
+            [PYTHON, "-m", "bench.soak", "_watchfiles", mode, str(n)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        doc = json.loads(run.stdout.splitlines()[-1])
+        pts = doc["points"]
+        grew = pts[-2]["malloc_in_use"] - pts[0]["malloc_in_use"]
+        doc["malloc_growth"] = grew
+        doc["bytes_per_change"] = grew / n
+        doc["freed_when_stopped"] = pts[-2]["malloc_in_use"] - pts[-1]["malloc_in_use"]
+        out[mode] = doc
+    return out
+
+
+def watchfiles_table(doc: dict[str, Any]) -> str:
+    rows = [
+        f"syncagent.fswatch.watch(recursive=True) (watchfiles "
+        f"{doc['watchfiles_version']}), as the drift watcher runs it ({doc['started']}):",
+        "",
+        "| churn | changes | malloc in use at each quarter | RSS | inotify watches | per "
+        "change | freed when the watch stops |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, what in (
+        (
+            "generations",
+            "an applied sync's: 11 dirs staged, renamed to a generation, oldest removed",
+        ),
+        ("dirs", "3-directory tree created and removed"),
+        ("files", "file replaced"),
+    ):
+        d = doc[mode]
+        pts = d["points"][:-1]
+        rows.append(
+            f"| {what} | {d['n']} | "
+            + " -> ".join(_mb(p["malloc_in_use"]) for p in pts)
+            + f" | {_mb(pts[0]['rss'])} -> {_mb(pts[-1]['rss'])} | "
+            + " -> ".join(str(p["inotify_watches"]) for p in pts)
+            + f" | {d['bytes_per_change']:.0f} B | {_mb(d['freed_when_stopped'])} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 # ---- the soak's machinery ----------------------------------------------------------------------
@@ -844,6 +992,19 @@ def heaptrack_leaks(long: Path, short: Path | None = None) -> dict[str, Any]:
     totals = [line for line in text.splitlines() if line.startswith("total ")]
     leaks = text.split("MEMORY LEAKS", 1)[-1] if "MEMORY LEAKS" in text else text[-4000:]
     return {"argv": argv, "totals": totals, "leaks": leaks[:30000]}
+
+
+def heaptrack_peaks(long: Path, short: Path) -> dict[str, Any]:
+    """The peak heap of the long recording minus the short one's, by backtrace: memory that
+    more syncs hold at once (and free at exit), which "leaked" cannot show."""
+    import subprocess
+
+    argv = ["heaptrack_print", "-f", str(long), "-d", str(short), "-p", "1", "-a", "0"]
+    argv += ["-T", "0", "-l", "0", "-n", "6", "-s", "2"]
+    text = subprocess.run(argv, capture_output=True, text=True).stdout
+    totals = [line for line in text.splitlines() if line.startswith(("peak heap", "total "))]
+    body = text.split("PEAK MEMORY CONSUMERS", 1)[-1]
+    return {"argv": argv, "totals": totals, "peaks": body[:30000]}
 
 
 def soak(
@@ -1275,11 +1436,13 @@ def analyse(doc: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"window_syncs": w}
 
     def stats(values: list[float]) -> dict[str, float]:
+        ranked = sorted(values)
         return {
-            "min": min(values),
+            "min": ranked[0],
             "mode": max(statistics.multimode(values)),
             "median": statistics.median(values),
-            "max": max(values),
+            "p95": ranked[min(len(ranked) - 1, round(0.95 * (len(ranked) - 1)))],
+            "max": ranked[-1],
         }
 
     rss_a, rss_b = _window(samples, *first, "VmRSS"), _window(samples, *end, "VmRSS")
@@ -1337,9 +1500,10 @@ def analyse(doc: dict[str, Any]) -> dict[str, Any]:
         sa, sb = stats(a), stats(b)
         entry: dict[str, Any] = {"at_100": sa, "at_end": sb}
         if name in before_end:
-            # flat: the usual value (mode) did not rise, and the last window set no new high
+            # flat: the usual value (mode) did not rise, and the last window's peaks (p95: one
+            # sample caught mid-sync is not a trend) are not above the highest seen before it
             high = max(before_end[name] or a)
-            entry["flat"] = sb["mode"] <= sa["mode"] and sb["max"] <= high
+            entry["flat"] = sb["mode"] <= sa["mode"] and sb["p95"] <= high
             entry["max_before_end_window"] = high
         out[name] = entry
     whole = [s for s in samples if s["syncs"] >= 100]
@@ -1355,7 +1519,8 @@ def analyse(doc: dict[str, Any]) -> dict[str, Any]:
         out["tasks"]["coros_first"], out["tasks"]["coros_last"] = coros[0], coros[-1]
     named = [(x, t["threads"]) for x, t in ticks if "threads" in t]
     if named:
-        out["threads"]["python_threads_first"] = named[0][1]
+        after_100 = [n for x, n in named if x >= 100] or [named[0][1]]
+        out["threads"]["python_threads_first"] = after_100[0]
         out["threads"]["python_threads_last"] = named[-1][1]
         changes = []
         for (_, a_), (x, b_) in itertools.pairwise(named):
@@ -1475,6 +1640,12 @@ def _allocator_rows(a: dict[str, Any], s: dict[str, Any]) -> list[str]:
     return [" ".join(rows)] if rows else []
 
 
+def _frames_only(text: str) -> str:
+    """heaptrack_print backtraces without the 'at file:line' / 'in library' lines."""
+    keep = [ln for ln in text.splitlines() if not ln.strip().startswith(("at ", "in "))]
+    return "\n".join(keep)
+
+
 def diagnosis_table(doc: dict[str, Any]) -> str:
     """A diagnostic run: RSS, allocator statistics, and the top allocation growth (tracemalloc)
     or the native allocations still live at exit that were made after heaptrack attached."""
@@ -1487,10 +1658,15 @@ def diagnosis_table(doc: dict[str, Any]) -> str:
         how += "an environment variable, no code change"
     else:
         how = f"under heaptrack (and one of {doc['soak_short']['syncs_logged']} syncs before it"
+    caveat = (
+        ""
+        if s.get("daemon_env")
+        else " The tool's own memory inflates RSS: compare allocations, not this RSS with the "
+        "plain run's."
+    )
     rows = [
         f"Soak {how}; {doc['started']}; {s['syncs_logged']} syncs; load "
-        f"{a['load1']['median']:.2f} median). The tool's own memory inflates RSS: compare "
-        "allocations, not this RSS with the plain run's.",
+        f"{a['load1']['median']:.2f} median).{caveat}",
         "",
         f"RSS {_mb(rss['at_100'])} -> {_mb(rss['at_end'])} ({rss['growth'] / 1e6:+.2f} MB).",
         "",
@@ -1504,8 +1680,21 @@ def diagnosis_table(doc: dict[str, Any]) -> str:
             "(what more syncs left behind), by native backtrace:",
             "",
             "```",
-            *ht["diff"]["totals"],
-            ht["diff"]["leaks"][:12000].strip(),
+            "long soak alone: " + "; ".join(ht["long"]["totals"]),
+            "long minus short: " + "; ".join(ht["diff"]["totals"]),
+            "",
+            ht["diff"]["leaks"][:3000].strip(),
+            "...",
+            "```",
+            "",
+            "Peak heap, long minus short (what more syncs hold at once and free at exit), by "
+            "backtrace, innermost first:",
+            "",
+            "```",
+            *ht.get("peak_diff", {}).get("totals", []),
+            "",
+            _frames_only(ht.get("peak_diff", {}).get("peaks", ""))[:5000].strip(),
+            "...",
             "```",
             "",
         ]
@@ -1588,7 +1777,8 @@ def table(doc: dict[str, Any]) -> str:
         "",
         f"Counts are min/mode/max over syncs 100-{100 + w} -> over the last {w} syncs (transient "
         "peaks are syncs in flight: staged files, SFTP requests, reconnects); flat = the usual "
-        "value (mode) did not rise and the last window set no new high. Python blocks "
+        "value (mode) did not rise and the last window's p95 is not above the highest value "
+        "before it. Python blocks "
         "(sys.getallocatedblocks): "
         f"{a['blocks']['at_100']['median']:.0f} -> {a['blocks']['at_end']['median']:.0f} "
         f"(medians); heap (RssAnon) {a['rss_anon_growth'] / 1e6:+.2f} MB. Modules: "
@@ -1721,6 +1911,9 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_watchfiles"]:
+        _watchfiles_churn(argv[1], int(argv[2]))
+        return 0
     if argv[:1] == ["_probe"]:  # _probe FILE [FRAMES] -- ARGV
         split = argv.index("--")
         frames = int(argv[2]) if split > 2 else 0
@@ -1761,11 +1954,39 @@ def main(argv: list[str] | None = None) -> int:
         "MALLOC_ARENA_MAX=2), written to <date>-soak-env-<name>-<value>.*",
     )
     ap.add_argument(
+        "--watchfiles-check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only: malloc'd memory of the drift watcher's recursive watch over N directory "
+        "trees created and removed, against N file replacements (<date>-soak-watchfiles.*)",
+    )
+    ap.add_argument(
         "--from-json", type=Path, help="re-analyse a result JSON: rewrite its .md and .png only"
     )
     args = ap.parse_args(argv)
+    if args.watchfiles_check:
+        import watchfiles
+
+        started = datetime.now(UTC)
+        wdoc = {
+            "started": started.isoformat(timespec="seconds"),
+            "watchfiles_version": watchfiles.__version__,
+            **watchfiles_check(args.watchfiles_check),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = args.out / f"{started:%Y-%m-%d}-soak-watchfiles"
+        stem.with_suffix(".json").write_text(json.dumps(wdoc, indent=1) + "\n")
+        stem.with_suffix(".md").write_text(watchfiles_table(wdoc))
+        print(watchfiles_table(wdoc), end="")
+        return 0
     if args.from_json:
         doc = json.loads(args.from_json.read_text())
+        ht = doc.get("heaptrack")
+        if ht and "peak_diff" not in ht and doc["soak"].get("heaptrack_file"):
+            ht["peak_diff"] = heaptrack_peaks(
+                Path(doc["soak"]["heaptrack_file"]), Path(doc["soak_short"]["heaptrack_file"])
+            )
         doc["analysis"] = analyse(doc)
         args.from_json.write_text(json.dumps(doc, indent=1) + "\n")
         render = diagnosis_table if "idle" not in doc else table
@@ -1805,6 +2026,7 @@ def main(argv: list[str] | None = None) -> int:
         doc["heaptrack"] = {
             "long": heaptrack_leaks(long_file),
             "diff": heaptrack_leaks(long_file, Path(short["heaptrack_file"])),
+            "peak_diff": heaptrack_peaks(long_file, Path(short["heaptrack_file"])),
         }
     doc["loadavg_after_soak"] = loadavg()
     args.out.mkdir(parents=True, exist_ok=True)

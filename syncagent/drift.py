@@ -68,9 +68,17 @@ def drifted_content(target: Path, manifest: Manifest, paths: Iterable[str]) -> l
         rec = manifest.records.get(p)
         if rec is None or rec.kind is not Kind.FILE:
             continue
-        if same_as_recorded(entry_at(target / p), rec) and sha256_file(target / p) != rec.sha256:
+        if same_as_recorded(entry_at(target / p), rec) and _hash(target / p) != rec.sha256:
             found.append(p)
     return sorted(found)
+
+
+def _hash(path: Path) -> str | None:
+    """None when the file is gone or unreadable: then it is not what the record says either."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 class DriftWatcher:

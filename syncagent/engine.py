@@ -44,12 +44,11 @@ from .state import StateDir, open_state
 from .tree import Kind, Listing, ancestors, parent
 from .validate import check_local_node, read_local_version, run_validate_command, validate_tree
 from .verify import LOCAL, PRIMARY, Share, plan_share
-from .xroad import VERSION_PATH, major_version, missing_required, same_release
+from .xroad import VERSION_MAX_BYTES, VERSION_PATH, major_version, missing_required, same_release
 
 log = structlog.get_logger("syncagent.engine")
 
 MAX_ATTEMPTS = 4  # listings that moved under us before we give up on this round
-VERSION_MAX_BYTES = 256
 
 
 class SyncSkipped(Exception):

@@ -59,15 +59,12 @@ def absent(target: Path, paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p for p in paths if not os.path.lexists(target / p.strip("/")))
 
 
-def sha256_file(path: Path) -> str | None:
-    """The content hash of a live file; None if it is gone or unreadable."""
+def sha256_file(path: Path) -> str:
+    """The content hash of a file on disk (raises OSError as reading does)."""
     h = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-    except OSError:
-        return None
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
     return h.hexdigest()
 
 

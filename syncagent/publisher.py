@@ -49,11 +49,12 @@ from .publication import (
     parse_head,
 )
 from .publish_rules import RESCAN_INTERVAL, Published, next_sequence, retained
+from .report import problems_json
 from .settings import Settings
 from .state import atomic_write, fsync_dir
 from .tree import Kind, Listing, RemoteEntry, parent, sanitise_mode
 from .validate import validate_tree
-from .xroad import VERSION_PATH, major_version, missing_required
+from .xroad import VERSION_MAX_BYTES, VERSION_PATH, major_version, missing_required
 
 log = structlog.get_logger("syncagent.publisher")
 
@@ -65,7 +66,6 @@ FILE_MODE = 0o640
 VIEW = ".view"  # private validation view inside the publish dir
 TMP_PREFIX = ".tmp-"
 CHUNK = 1024 * 1024
-VERSION_MAX_BYTES = 256
 
 
 @dataclass
@@ -94,7 +94,7 @@ class PublishOutcome:
         if self.message:
             doc["error"] = self.message
         if self.problems:
-            doc["problems"] = [{"path": p.path, "message": p.message} for p in self.problems]
+            doc["problems"] = problems_json(self.problems)
         return doc
 
     def summary(self) -> str:

@@ -12,7 +12,6 @@ for a failure: its result carries the reason.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -21,7 +20,7 @@ import structlog
 
 from . import apply as applying
 from .errors import Problem, Reason, SyncError, os_error
-from .livetree import scan
+from .livetree import scan, sha256_file
 from .manifest import Manifest, Record, live_identity_records
 from .plan import diff, trusted_live
 from .report import RollbackResult
@@ -32,8 +31,6 @@ from .tree import Kind
 from .validate import check_local_node
 
 log = structlog.get_logger("syncagent.rollback")
-
-CHUNK = 1024 * 1024
 
 
 def choose(state: StateDir, requested: str | None, live: str | None) -> str:
@@ -50,14 +47,6 @@ def choose(state: StateDir, requested: str | None, live: str | None) -> str:
     raise SyncError(Reason.APPLY, "no kept generation other than the live one to roll back to")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _problem(root: Path, path: str, rec: Record) -> str | None:
     p = root / path
     try:
@@ -72,7 +61,7 @@ def _problem(root: Path, path: str, rec: Record) -> str | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return "is no longer a regular file"
-    return None if _sha256(p) == rec.sha256 else "content differs from the manifest (sha256)"
+    return None if sha256_file(p) == rec.sha256 else "content differs from the manifest (sha256)"
 
 
 def verify(state: StateDir, gen: str) -> Manifest:

@@ -24,6 +24,7 @@ SOFTTOKEN_DIR = "signer/softtoken"
 NODE_INI_PATH = "conf.d/node.ini"
 XROAD_PROPERTIES = "xroad.properties"
 VERSION_PATH = "VERSION"  # the release the node runs (sidecar images copy it from the next)
+VERSION_MAX_BYTES = 256  # read no more of a VERSION file than a version can need
 IMAGE_VERSION_FILE = Path("/usr/share/xroad/config/VERSION")
 XLB_VERSION_PACKAGE = "xroad-proxy"  # IG-XLB hosts: the package's version is the node's
 # A primary before its first initialisation has neither: syncing it would wipe a secondary.

@@ -37,17 +37,23 @@ OLD = time.time() - 3600
 # ---- sshd ------------------------------------------------------------------------------------
 
 
-def _sshd_module() -> ModuleType:
-    """tests/support/sshd.py: the real-sshd fixture the test suite uses (not a package import)."""
-    name = "syncagent_bench_sshd"
+def support_module(stem: str) -> ModuleType:
+    """tests/support/<stem>.py, the test suite's own helpers, loaded by path: the tests are not
+    a package the bench could import."""
+    name = f"syncagent_bench_{stem}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "support" / "sshd.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "support" / f"{stem}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _sshd_module() -> ModuleType:
+    """tests/support/sshd.py: the real-sshd fixture the test suite uses."""
+    return support_module("sshd")
 
 
 def ensure_xroad_accounts() -> None:
@@ -101,7 +107,7 @@ class Primary:
     def sessions_pss(self) -> int:
         """Proportional set size (bytes) of every sshd process serving this instance."""
         total = 0
-        for pid in [self.sshd.pid, *_sshd_module()._descendants(self.sshd.pid)]:
+        for pid in [self.sshd.pid, *_sshd_module().descendants(self.sshd.pid)]:
             total += pss(pid)
         return total
 

@@ -586,19 +586,9 @@ def watchfiles_table(doc: dict[str, Any]) -> str:
 
 def _faults_module() -> Any:
     """tests/support/faults.py (XRoadWriter, generation_of, check_live_generation)."""
-    import importlib.util
+    from .infra import support_module
 
-    from .infra import REPO
-
-    name = "syncagent_bench_faults"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "support" / "faults.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return support_module("faults")
 
 
 def proc_sample(pid: int) -> dict[str, int]:
@@ -758,7 +748,7 @@ class Faults:
         from .infra import _sshd_module
 
         pid = self.primary.sshd.pid
-        return [] if pid is None else [pid, *_sshd_module()._descendants(pid)]
+        return [] if pid is None else [pid, *_sshd_module().descendants(pid)]
 
     def step(self, syncs: int, events: list[dict[str, Any]]) -> None:
         now = time.monotonic()

@@ -27,12 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from support import REPO
@@ -48,6 +46,7 @@ from support.podman import (
 )
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
 from support.trees import age
+from support.waiting import get, until
 
 from syncagent.demo.sample_tree import build_primary_tree
 from syncagent.excludes import PathFilter
@@ -60,29 +59,10 @@ KEYCONF = "signer/keyconf.xml"
 PROGRAMS = ("xroad-confclient", "xroad-signer", "xroad-proxy", "xroad-proxy-ui-api")
 SIDECAR = PathFilter.build(PROFILES["sidecar"], protected=("/.syncagent/",))
 
-T = TypeVar("T")
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def until(pred: Callable[[], T], what: str, timeout: float, step: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
 
 
-def get(url: str, timeout: float = 5) -> tuple[int, str]:
-    try:
-        with _OPENER.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
 
 
 def sha256(path: Path) -> str:

@@ -31,11 +31,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import xmlrpc.client
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -46,6 +46,7 @@ from support.grafana import panel_queries
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
 from support.tools import require_root, require_tool
 from support.trees import age
+from support.waiting import get, until
 
 from syncagent.demo.sample_tree import add_softtoken_key, build_secondary_local
 from syncagent.engine import sync
@@ -61,33 +62,11 @@ AGENT_BIN = Path(sys.executable).parent / "syncagent"  # the venv's console scri
 SHIPPED_COMMAND = "command=/opt/syncagent/bin/syncagent run"
 KEYCONF = "signer/keyconf.xml"
 
-T = TypeVar("T")
-
-# No proxy for loopback, whatever the environment says.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def until(pred: Callable[[], T], what: str, timeout: float, step: float = 0.2) -> T:
-    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
 
 
-def get(url: str, timeout: float = 5) -> tuple[int, str]:
-    """(status, body); (0, "") when nothing answers."""
-    try:
-        with _OPENER.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
+
 
 
 def ready(url: str) -> bool:

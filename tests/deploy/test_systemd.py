@@ -31,7 +31,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from support import REPO, nspawn
 from support.sshd import Sshd, ensure_xroad_accounts, free_port, fresh_subdir
 from support.tools import require_root, require_tool
 from support.trees import age, snapshot
+from support.waiting import until
 
 from syncagent.daemon import STOP_GRACE
 from syncagent.demo.sample_tree import build_primary_tree
@@ -158,15 +159,6 @@ install -d -o xroad -g xroad -m 0750 /var/tmp/xroad
 NODE_INI = "[node]\ntype = slave\n"
 
 
-def until(pred: Callable[[], T], what: str, timeout: float, step: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
 
 
 def readme_commands(heading: str) -> list[str]:

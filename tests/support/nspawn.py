@@ -1,4 +1,6 @@
-"""A real systemd, booted in a systemd-nspawn container and driven from the host (stdlib only).
+"""A real systemd, booted in a systemd-nspawn container and driven from the host.
+
+Stdlib only, but for the process-tree walk it shares with tests/support/sshd.py.
 
 Why: what ``systemd/syncagent.service`` promises is done by systemd as PID 1, not by the agent
 and not by ``systemd-analyze``, which only reads the file: the unit is active only after
@@ -65,6 +67,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
+
+from support.sshd import descendants
 
 CACHE_ROOT = Path(os.environ.get("SYNCAGENT_NSPAWN_CACHE", "/var/cache/syncagent-test"))
 # Overlay upper/work dirs and console logs. /var/tmp, not /tmp: an upper dir may grow (a venv,
@@ -297,23 +301,6 @@ def ensure_wheelhouse(
 # ---- processes ------------------------------------------------------------------------------
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(0), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _nspid(pid: int) -> list[int]:
@@ -516,7 +503,7 @@ class Machine:
                     f"systemd-nspawn exited ({self.proc.returncode}) before the container "
                     f"started; console:\n{self.console_tail()}"
                 )
-            for pid in _descendants(self.proc.pid):
+            for pid in descendants(self.proc.pid):
                 ns = _nspid(pid)
                 if len(ns) >= 2 and ns[-1] == 1:
                     return pid

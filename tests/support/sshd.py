@@ -93,7 +93,7 @@ def _keygen(path: Path, key_type: str, comment: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Descendant pids from /proc, deepest first.
 
     sshd's per-connection processes call setsid(), so a process-group signal misses them, and
@@ -297,7 +297,7 @@ class Sshd:
         if proc.poll() is None:
             # Freeze the listener so no session is forked between listing and signalling.
             os.kill(proc.pid, signal.SIGSTOP)
-            for pid in _descendants(proc.pid) if drop_sessions else []:
+            for pid in descendants(proc.pid) if drop_sessions else []:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             proc.send_signal(sig)

@@ -138,11 +138,37 @@ class DriftWatcher:
             self._timer.cancel()
             self._timer = None
 
+    def subtrees(self) -> tuple[Path, ...]:
+        """The top-level directories watched recursively: every one the filter descends into.
+
+        Not the state dir: each applied sync adds a generation of hard links there, and a
+        recursive watch would add (and keep bookkeeping for) a watch per new directory, growing
+        with every sync. Nor node-local directories, whose events are never judged anyway.
+        """
+        try:
+            names = sorted(os.listdir(self.target))
+        except OSError:
+            return ()
+        return tuple(
+            self.target / n
+            for n in names
+            if self.pf.descend(n)
+            and (self.target / n).is_dir()
+            and not (self.target / n).is_symlink()
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
-        def targets() -> tuple[Path, ...]:
+        """Two watches: the root alone (its files and which top-level directories exist), and
+        the subtrees, re-resolved when the root's batch shows a top-level directory came or
+        went (fswatch re-resolves on its tick too)."""
+
+        def root() -> tuple[Path, ...]:
             return (self.target,) if self.target.is_dir() else ()
 
         try:
-            await fswatch.watch("drift", targets, self.handle, stop, recursive=True)
+            await asyncio.gather(
+                fswatch.watch("drift", root, self.handle, stop),
+                fswatch.watch("drift-subtrees", self.subtrees, self.handle, stop, recursive=True),
+            )
         finally:
             self.close()

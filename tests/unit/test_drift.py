@@ -85,3 +85,18 @@ async def test_drift_watcher_holds_events_while_an_apply_runs(tmp_path: Path) ->
     watcher.handle({(Change.modified, str(target / "a.ini"))})
     assert seen == [["b.ini"]]  # a.ini is exactly what the record says: our own change
     watcher.close()
+
+
+def test_drift_watch_leaves_the_state_dir_and_node_local_dirs_unwatched(tmp_path: Path) -> None:
+    """Each applied sync adds a generation of directories to the state dir: watching it
+    recursively grew the daemon's memory with every sync (bench soak)."""
+    target = tmp_path / "t"
+    for d in ("signer", "conf.d", ".syncagent/generations/g1/signer", "gpghome"):
+        (target / d).mkdir(parents=True)
+    (target / "db.properties").write_text("x")
+    (target / "link").symlink_to("signer")
+    pf = PathFilter.build(node_local=("/gpghome/",), protected=("/.syncagent/",))
+    store = StateDir(target / ".syncagent")
+    watcher = DriftWatcher(target, pf, store, lambda _: None, lambda: False)
+    assert watcher.subtrees() == (target / "conf.d", target / "signer")
+    watcher.close()

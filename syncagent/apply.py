@@ -41,9 +41,10 @@ class Journal:
     generation: str
     source: str  # the generation dir files are renamed from
     ops: list[Op]
-    manifest: dict[str, Any]
+    manifest: dict[str, Any] | None = None  # the record inline (journals before next.json)
     uid: int | None = None
     gid: int | None = None
+    record: str | None = None  # the state dir's file (next.json) that becomes current.json
 
     def dumps(self) -> bytes:
         return json.dumps(self.__dict__, separators=(",", ":")).encode()
@@ -79,12 +80,13 @@ def apply(
     target: Path,
     journal: Journal,
     on_op: Callable[[int], None] | None = None,
+    manifest: Manifest | None = None,
 ) -> None:
     try:
         atomic_write(state.journal, journal.dumps())
     except OSError as e:
         raise os_error(e, "writing the journal") from None
-    _run(state, target, journal, on_op)
+    _run(state, target, journal, on_op, manifest)
 
 
 def publish(
@@ -95,13 +97,27 @@ def publish(
     ch: Changes,
     owner: Ownership,
     on_op: Callable[[int], None] | None = None,
+    data: bytes | None = None,
 ) -> None:
     """Journal and apply ``ch`` from a stored generation: the last step of a sync and of a
-    rollback. Blocking; callers run it with finish_in_thread, under the lock."""
+    rollback. Blocking; callers run it with finish_in_thread, under the lock.
+
+    The new record is written to next.json before the journal names it, so the journal stays
+    small and the apply ends with a rename instead of serialising the record again.
+    """
+    try:
+        atomic_write(state.next_record, manifest.dumps() if data is None else data)
+    except OSError as e:
+        raise os_error(e, "writing the new record") from None
     journal = Journal(
-        manifest.generation, str(gen_dir), operations(ch), manifest.to_json(), owner.uid, owner.gid
+        manifest.generation,
+        str(gen_dir),
+        operations(ch),
+        uid=owner.uid,
+        gid=owner.gid,
+        record=state.next_record.name,
     )
-    apply(state, target, journal, on_op)
+    apply(state, target, journal, on_op, manifest)
 
 
 async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -142,7 +158,11 @@ def recover(state: StateDir, target: Path) -> str | None:
 
 
 def _run(
-    state: StateDir, target: Path, journal: Journal, on_op: Callable[[int], None] | None
+    state: StateDir,
+    target: Path,
+    journal: Journal,
+    on_op: Callable[[int], None] | None,
+    manifest: Manifest | None = None,
 ) -> None:
     source = Path(journal.source)
     touched: set[Path] = {target}
@@ -165,7 +185,7 @@ def _run(
         for d in sorted(touched):
             if d.is_dir():
                 fsync_dir(d)
-        state.write_current(Manifest.from_json(journal.manifest))
+        _make_current(state, journal, manifest)
         state.journal.unlink()
         fsync_dir(state.path)
     except OSError as e:
@@ -174,6 +194,19 @@ def _run(
             f"applying generation {journal.generation} (the journal "
             "will finish it on the next attempt)",
         ) from None
+
+
+def _make_current(state: StateDir, journal: Journal, manifest: Manifest | None) -> None:
+    if journal.manifest is not None:
+        state.write_current(Manifest.from_json(journal.manifest))
+        return
+    if journal.record != state.next_record.name:
+        raise SyncError(
+            Reason.APPLY, f"journal of {journal.generation} names record {journal.record!r}"
+        )
+    record = state.next_record
+    if record.exists():  # else a crash came after the rename: current.json is already it
+        state.make_current(record, manifest)
 
 
 def _lexists(p: Path) -> bool:

@@ -118,6 +118,18 @@ async def _locked_sync(
         finally:
             if own:
                 await session.close()
+    if result.outcome is Outcome.APPLIED:
+        _empty_trash_soon(state)
+
+
+_housekeeping: set[asyncio.Future[None]] = set()
+
+
+def _empty_trash_soon(state: StateDir) -> None:
+    """Delete pruned generations after the sync has answered, outside the lock."""
+    task = asyncio.ensure_future(asyncio.to_thread(state.empty_trash))
+    _housekeeping.add(task)
+    task.add_done_callback(_housekeeping.discard)
 
 
 @dataclass(frozen=True)
@@ -406,8 +418,10 @@ async def _sync(
             result.outcome = Outcome.UNCHANGED
             result.candidate = result.generation = manifest.generation
             if not run.dry_run:
-                # listed_at only needs to advance when racy files were re-read (plan.RACY_SLACK)
-                if current is None or snap.fetched or current.records != records:
+                # listed_at only needs to advance when racy files were re-read (plan.RACY_SLACK),
+                # not for files fetched only to verify them
+                racy = snap.fetched.difference(snap.verify_only)
+                if current is None or racy or current.records != records:
                     await asyncio.to_thread(state.write_current, manifest)
                 await _keep_verification(state, share, result)
                 await _remember_head(state, followed, manifest.generation, run)
@@ -416,7 +430,7 @@ async def _sync(
             build_candidate, farm, target, snap.listing, snap.known, snap.fetched
         )
         placed = set(ch.place)
-        await asyncio.to_thread(link_live_files, records, live, placed, target, farm)
+        await asyncio.to_thread(link_live_files, records, live, placed, snap.fetched, target, farm)
         records = live_identity_records(records, live, placed)
         manifest = Manifest(generation_id(records), snap.listed_at, records)
         result.candidate = manifest.generation
@@ -425,9 +439,18 @@ async def _sync(
             result.outcome = Outcome.UNCHANGED
             return
         await asyncio.to_thread(fsync_tree, farm)
-        gen_dir = await asyncio.to_thread(state.store_generation, manifest, farm)
+        data = await asyncio.to_thread(manifest.dumps)
+        gen_dir = await asyncio.to_thread(state.store_generation, manifest, farm, data)
         await applying.finish_in_thread(
-            applying.publish, state, target, manifest, gen_dir, ch, Ownership.of(sync), run.on_op
+            applying.publish,
+            state,
+            target,
+            manifest,
+            gen_dir,
+            ch,
+            Ownership.of(sync),
+            run.on_op,
+            data,
         )
         await asyncio.to_thread(state.prune, manifest.generation, sync.keep_generations)
         result.outcome = Outcome.APPLIED

@@ -36,7 +36,7 @@ class Record:
         return (self.kind, self.sha256, self.link) == (other.kind, other.sha256, other.link)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Manifest:
     generation: str
     listed_at: float  # local clock when the primary's listing behind this record was taken

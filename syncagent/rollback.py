@@ -90,7 +90,7 @@ def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) 
     ch = diff(kept.records, live, trusted_live(live.entries, state.current()), sync.commit_last)
     gen_dir = state.generation_dir(gen)
     placed = set(ch.place)
-    link_live_files(kept.records, live, placed, sync.target, gen_dir)
+    link_live_files(kept.records, live, placed, set(kept.records), sync.target, gen_dir)
     manifest = Manifest(gen, kept.listed_at, live_identity_records(kept.records, live, placed))
     if ch.empty():
         state.write_current(manifest)

@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 
 import asyncssh
 
-from .connection import Session, classify, gather_or_cancel, request
+from .connection import Session, answered_within, classify, gather_or_cancel, request
 from .errors import Problem, Reason, SyncError
 from .excludes import PathFilter
 from .names import check_name, check_symlink
@@ -105,21 +105,27 @@ class _Walk:
             AsyncGenerator[asyncssh.SFTPName, None], self.session.sftp.scandir(remote.encode())
         )
         try:
-            while True:
-                try:
-                    name = await self.io(anext(it), rel)
-                except StopAsyncIteration:
-                    return names
-                if name.filename in (b".", b".."):
-                    continue
-                names.append(name)
-                self.names_read += 1
-                if self.names_read > self.limits.max_files:
-                    raise SyncError(
-                        Reason.LIMITS,
-                        f"more than max_files={self.limits.max_files} entries "
-                        f"(stopped listing in {rel or '/'})",
-                    )
+            with answered_within(self.session) as answered:
+                async for name in it:
+                    answered()
+                    if name.filename in (b".", b".."):
+                        continue
+                    names.append(name)
+                    self.names_read += 1
+                    if self.names_read > self.limits.max_files:
+                        raise SyncError(
+                            Reason.LIMITS,
+                            f"more than max_files={self.limits.max_files} entries "
+                            f"(stopped listing in {rel or '/'})",
+                        )
+            return names
+        except (SyncError, asyncssh.SFTPNoSuchFile):
+            raise
+        except Exception as e:
+            err = classify(e)
+            raise SyncError(
+                err.reason, f"{posixpath.join(self.root, rel)}: {err.message}"
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 await request(self.session, it.aclose())

@@ -26,10 +26,12 @@ from .daemon import serve
 from .demo import run_demo
 from .engine import sync
 from .errors import ExitCode, Problem
+from .publish_rules import Seen
 from .publisher import publish_once, run_publisher
 from .report import SyncResult, problems_json
 from .rollback import rollback
 from .settings import FIELDS, Settings, file_problems, load, reference_markdown
+from .state import StateDir, locked, open_state
 from .status import read_status, summary_line
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -191,6 +193,31 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_accept_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    sync = settings.sync
+    state = open_state(sync.state_dir, sync.target)
+    seen = asyncio.run(_forget_seen_head(state, sync.timeout))
+    how = ControlFiles.of(sync).request_sync()
+    if seen is None:
+        line = "accept-rollback: no HEAD was recorded here; the next one is followed as it is"
+    else:
+        line = (
+            f"accept-rollback: forgot #{seen.sequence} ({seen.generation}); the next HEAD is "
+            f"followed even if its sequence is lower (sync requested: {how})"
+        )
+        structlog.get_logger("syncagent").warning(
+            "head_floor_forgotten", sequence=seen.sequence, generation=seen.generation
+        )
+    doc = {"result": "accepted", "forgotten": None if seen is None else seen.sequence}
+    emit(args, line, doc)
+    return ExitCode.OK
+
+
+async def _forget_seen_head(state: StateDir, timeout: float) -> Seen | None:
+    async with locked(state, timeout):
+        return state.forget_seen_head()
+
+
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     if not args.once:
         return asyncio.run(run_publisher(settings))
@@ -235,6 +262,11 @@ COMMANDS: dict[str, Command] = {
     "resume": Command("resume syncing", cmd_resume),
     "sync-now": Command("ask the running daemon to sync now", cmd_sync_now),
     "rollback": Command("re-apply a kept generation and pause syncing", cmd_rollback),
+    "accept-rollback": Command(
+        "follow the primary's next HEAD even if its sequence went back (a restored or "
+        "replaced primary); refused as publish_rollback otherwise",
+        cmd_accept_rollback,
+    ),
     "publish": Command(
         "on the primary: publish the source as generations secondaries pull by hash "
         "(--once: one build; 0 published/current, 3 rejected, 4 not initialized)",

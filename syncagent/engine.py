@@ -187,7 +187,7 @@ async def _choose_source(
             Reason.PUBLISH_ROLLBACK,
             f"the primary's HEAD names generation {head.generation} #{head.sequence}, but "
             f"#{seen.sequence} ({seen.generation}) was already applied: a publish going "
-            "back is refused",
+            "back is refused (`syncagent accept-rollback` on this node follows it deliberately)",
         )
     result.source = "published"
     result.followed = (head.generation, head.sequence)

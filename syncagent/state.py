@@ -176,6 +176,14 @@ class StateDir:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def forget_seen_head(self) -> Seen | None:
+        """An operator's ``accept-rollback``: the next HEAD is followed whatever its sequence
+        (a primary restored from a backup, or replaced by one whose clock is behind)."""
+        seen = self.seen_head()
+        self.published_file.unlink(missing_ok=True)
+        fsync_dir(self.path)
+        return seen
+
     def write_seen_head(self, seen: Seen) -> None:
         doc = {"generation": seen.generation, "sequence": seen.sequence, "applied": seen.applied}
         atomic_write(self.published_file, json.dumps(doc).encode())

@@ -63,3 +63,22 @@ def test_rollback_without_kept_generations_refuses_and_does_not_pause(tmp_path: 
     res = _cli(tmp_path, "rollback")
     assert res.returncode == 1 and res.stdout.startswith("rollback refused: [apply] no kept")
     assert not (target / ".syncagent/paused").exists()
+
+
+def test_accept_rollback_forgets_the_followed_head_and_asks_for_a_sync(tmp_path: Path) -> None:
+    """The way out of publish_rollback an operator takes on purpose (a primary restored from a
+    backup, or replaced by one whose clock is behind)."""
+    state = tmp_path / "target/.syncagent"
+    state.mkdir(parents=True)
+    doc = {"generation": "abc", "sequence": 1764590000000, "applied": "abc"}
+    (state / "published.json").write_text(json.dumps(doc))
+    res = _cli(tmp_path, "accept-rollback")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("accept-rollback: forgot #1764590000000 (abc)")
+    assert not (state / "published.json").exists()
+    assert (state / "sync-now").exists()
+    res = _cli(tmp_path, "accept-rollback", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == {
+        "forgotten": None,
+        "result": "accepted",
+    }

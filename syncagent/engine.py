@@ -25,12 +25,13 @@ from .excludes import PathFilter
 from .livetree import LiveTree, absent, scan
 from .manifest import Manifest, Record, generation_id, live_identity_records, new_records
 from .plan import diff, plan_fetch, trusted_live
+from .preconditions import check_initialized, compare_releases, hold_on_skew
 from .publication import Head
 from .publish_rules import HeadVerdict, Seen, judge_head, live_matches
 from .published import read_head, read_manifest, stage_published
-from .report import Outcome, SyncResult, VersionCheck, outcome_for
+from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings, SyncSettings
-from .snapshot import Limits, list_tree, read_small, restat
+from .snapshot import Limits, list_tree, restat
 from .stage import (
     Ownership,
     SnapshotMoved,
@@ -42,9 +43,8 @@ from .stage import (
 )
 from .state import StateDir, open_state
 from .tree import Kind, Listing, ancestors, parent
-from .validate import check_local_node, read_local_version, run_validate_command, validate_tree
+from .validate import check_local_node, run_validate_command, validate_tree
 from .verify import LOCAL, PRIMARY, Share, plan_share
-from .xroad import VERSION_MAX_BYTES, VERSION_PATH, major_version, missing_required, same_release
 
 log = structlog.get_logger("syncagent.engine")
 
@@ -221,7 +221,7 @@ async def _published_snapshot(
         log.info("seeding", paths=list(seeding), why="absent here: copied once from the primary")
     tree = await read_manifest(session, followed.publish_dir, followed.head, Limits.of(sync), pf)
     if sync.xroad_checks:
-        await _check_initialized(session, settings.primary.remote_root, tree.listing)
+        await check_initialized(session, settings.primary.remote_root, tree.listing)
     await asyncio.to_thread(fresh_dir, state.candidate)
     staged = await stage_published(
         session, followed.publish_dir, tree, live, trusted, state.candidate, Ownership.of(sync)
@@ -263,7 +263,7 @@ async def _stable_snapshot(
         listed_at = time.time()
         listing = await list_tree(session, root, pf, lim)
         if sync.xroad_checks:
-            await _check_initialized(session, root, listing)
+            await check_initialized(session, root, listing)
         live = await asyncio.to_thread(scan, sync.target, pf)
         fp = plan_fetch(
             listing, live.entries, current, now=time.time(), settle=sync.settle, verify=verify
@@ -296,57 +296,6 @@ async def _stable_snapshot(
     )
 
 
-async def _check_versions(settings: Settings, session: Session, result: SyncResult) -> None:
-    """Configuration written by another X-Road release can break this node: hold it (IG-XLB's
-    upgrade procedure disabled sync by hand while versions differed)."""
-    sync = settings.sync
-    if sync.version_source is None or sync.version_skew == "ignore":
-        return
-    local, why = await asyncio.to_thread(read_local_version, sync.version_source)
-    if local is None:  # nothing to compare with: spare the primary the read
-        result.versions = VersionCheck(None, None, None, why)
-        return
-    raw = await read_small(session, settings.primary.remote_root, VERSION_PATH, VERSION_MAX_BYTES)
-    primary = raw.decode("utf-8", "replace").strip() or None if raw is not None else None
-    if primary is None:
-        why = f"the primary has no readable {VERSION_PATH}"
-    same = same_release(primary, local) if primary else None
-    if primary and same is None:
-        why = f"cannot compare {primary!r} with {local!r}"
-    result.versions = VersionCheck(primary, local, None if same is None else not same, why)
-    if same is not False:
-        return
-    held = sync.version_skew == "hold"
-    log.warning(
-        "version_skew",
-        primary=primary,
-        local=local,
-        action="holding: nothing is applied until they match" if held else "applying anyway",
-    )
-    if held:
-        raise SyncError(
-            Reason.VERSION_SKEW,
-            f"the primary runs X-Road {primary}, this node {local}: nothing applied until "
-            "they match (sync.version_skew = hold)",
-        )
-
-
-async def _check_initialized(session: Session, root: str, listing: Listing) -> None:
-    """A primary before its first initialisation must not wipe a working secondary. What an
-    initialised one holds depends on its release (X-Road 8 keeps keyconf in its database), so
-    VERSION is read when the 7.x answer would be "not initialized"."""
-    files = [p for p, e in listing.items() if e.kind is Kind.FILE]
-    dirs = [p for p, e in listing.items() if e.kind is Kind.DIR]
-    missing = missing_required(files, dirs)
-    if missing:  # VERSION is node-local in the X-Road profiles: read it, not from the listing
-        version = await read_small(session, root, VERSION_PATH, VERSION_MAX_BYTES)
-        missing = missing_required(files, dirs, major_version(version))
-    if missing:
-        raise SyncError(
-            Reason.NOT_INITIALIZED, "primary not initialized: missing " + ", ".join(missing)
-        )
-
-
 async def _moved_since_listing(
     session: Session,
     root: str,
@@ -372,7 +321,8 @@ async def _sync(
 ) -> None:
     sync = settings.sync
     target, farm = sync.target, state.candidate
-    await _check_versions(settings, session, result)
+    result.versions = await compare_releases(sync, session, settings.primary.remote_root)
+    hold_on_skew(sync, result.versions)
     share = _verification_share(settings, state, current, run.verify_all)
     trusted = current
     if current is not None and share.paths:

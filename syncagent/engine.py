@@ -261,10 +261,12 @@ async def _stable_snapshot(
     for attempt in range(1, MAX_ATTEMPTS + 1):
         result.attempts = attempt
         listed_at = time.time()
-        listing = await list_tree(session, root, pf, lim)
+        # the live scan (a thread, mostly lstat) overlaps the listing (the event loop)
+        listing, live = await asyncio.gather(
+            list_tree(session, root, pf, lim), asyncio.to_thread(scan, sync.target, pf)
+        )
         if sync.xroad_checks:
             await check_initialized(session, root, listing)
-        live = await asyncio.to_thread(scan, sync.target, pf)
         fp = plan_fetch(
             listing, live.entries, current, now=time.time(), settle=sync.settle, verify=verify
         )

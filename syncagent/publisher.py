@@ -15,25 +15,39 @@ whatever its mtime), waits for quiet (``publish.settle``), and builds a generati
 
 It rescans fully at start and every ``publish_rules.RESCAN_INTERVAL`` (a missed event cannot
 hide a change), re-confirming HEAD's ``checked_at`` when nothing changed, so a secondary can
-tell a publisher that stopped (a stale HEAD: it walks instead).
+tell a publisher that stopped (a stale HEAD: it walks instead). It confirms only a HEAD it
+wrote itself: the first build after a start gives an unchanged generation a fresh sequence
+(``publish_rules.head_action``), because a publish dir restored from a backup may hold a HEAD
+older than what secondaries applied, which they would refuse as ``publish_rollback`` forever.
+
+Builds hold an exclusive lock on the publish dir (flock, gone with the process), so
+``publish --once`` beside a running publisher cannot prune objects the other is about to name.
+Every failure is an outcome with a reason code (``disk`` for a full disk), the same word in
+the log line and in ``syncagent_publish_failures_total`` (publish_metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
+import fcntl
 import hashlib
 import os
 import shutil
 import signal
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
 from . import fswatch
-from .errors import FULL_ERRNOS, ExitCode, Problem, Reason
+from . import publish_metrics as pm
+from .errors import ExitCode, Problem, Reason, os_error
 from .livetree import LiveEntry, scan
 from .manifest import Record, generation_id
 from .names import check_name, check_symlink
@@ -48,10 +62,17 @@ from .publication import (
     manifest_objects,
     parse_head,
 )
-from .publish_rules import RESCAN_INTERVAL, Published, next_sequence, retained
+from .publish_rules import (
+    RESCAN_INTERVAL,
+    HeadAction,
+    Published,
+    head_action,
+    next_sequence,
+    retained,
+)
 from .report import problems_json
-from .settings import Settings
-from .state import atomic_write, fsync_dir
+from .settings import PUBLISH_LISTEN_OFF, Settings
+from .state import fsync_dir
 from .tree import Kind, Listing, RemoteEntry, parent, sanitise_mode
 from .validate import validate_tree
 from .xroad import VERSION_MAX_BYTES, VERSION_PATH, major_version, missing_required
@@ -72,10 +93,12 @@ CHUNK = 1024 * 1024
 class PublishOutcome:
     """What one build did: published, confirmed, or why not (the log says the same)."""
 
-    result: str  # "published", "unchanged", "rejected", "not_initialized", "moved", "failed"
+    result: str  # publish_metrics.RESULTS, or "config" (refused before any build)
     head: Head | None = None
     message: str = ""
     problems: list[Problem] = field(default_factory=list)
+    reason: Reason | None = None  # set exactly when the build failed or was rejected
+    restamped: bool = False  # an unchanged generation under a new sequence (the first build)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -91,6 +114,10 @@ class PublishOutcome:
         doc: dict[str, object] = {"result": self.result, "exit_code": int(self.exit_code)}
         if self.head is not None:
             doc.update(generation=self.head.generation, sequence=self.head.sequence)
+        if self.restamped:
+            doc["restamped"] = True
+        if self.reason is not None:
+            doc["reason"] = str(self.reason)
         if self.message:
             doc["error"] = self.message
         if self.problems:
@@ -128,6 +155,7 @@ class Publisher:
         self.head_file = self.dir / HEAD_NAME
         self._hashed: dict[str, tuple[_Identity, str]] = {}  # path -> (identity, sha256)
         self.group: int | None = None  # the source's group, read when a build starts
+        self.written: int | None = None  # the sequence of the last HEAD this publisher wrote
 
     def check_location(self) -> str | None:
         """Why the publish dir cannot be used with this source, if it cannot."""
@@ -148,14 +176,40 @@ class Publisher:
         """One generation of the source as it is now, or why not."""
         try:
             self._ensure_dirs()
-            return self._build()
+            with self._locked():
+                return self._build()
         except _Moved as e:
             return PublishOutcome("moved", message=str(e))
         except FileNotFoundError as e:
             return PublishOutcome("moved", message=f"{e.filename} vanished while it was published")
         except OSError as e:
-            reason = "disk full" if e.errno in FULL_ERRNOS else "I/O error"
-            return PublishOutcome("failed", message=f"{reason}: {e.strerror or e}")
+            err = os_error(e, str(e.filename or self.dir), Reason.APPLY)
+            return PublishOutcome("failed", message=err.message, reason=err.reason)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One build at a time per publish dir, whichever process runs it: another build's
+        prune would take objects this one stored but has not named yet."""
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def usage(self) -> pm.Usage:
+        """Objects and bytes in the publish dir now (after the last prune)."""
+        objects = nbytes = 0
+        for d in (self.objects, self.manifests):
+            with contextlib.suppress(FileNotFoundError), os.scandir(d) as it:
+                for entry in it:
+                    with contextlib.suppress(FileNotFoundError):
+                        nbytes += entry.stat(follow_symlinks=False).st_size
+                        if d is self.objects and not entry.name.startswith("."):
+                            objects += 1
+        with contextlib.suppress(FileNotFoundError):
+            nbytes += self.head_file.stat().st_size
+        return pm.Usage(objects, nbytes)
 
     def _ensure_dirs(self) -> None:
         self.group = self.source.stat().st_gid
@@ -192,6 +246,7 @@ class Publisher:
                 return PublishOutcome(
                     "not_initialized",
                     message="source not initialized: missing " + ", ".join(missing),
+                    reason=Reason.NOT_INITIALIZED,
                 )
         problems = self._validate(listing, hashes)
         if problems:
@@ -234,9 +289,7 @@ class Publisher:
             while chunk := os.read(src, CHUNK):
                 h.update(chunk)
                 size += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
+                _write_all(out, chunk)
             os.fchmod(out, FILE_MODE)
             if self.group is not None and os.fstat(out).st_gid != self.group:
                 os.fchown(out, -1, self.group)
@@ -252,6 +305,25 @@ class Publisher:
         else:
             os.replace(tmp, self.objects / sha)
         return sha, size
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write-fsync-rename-fsync, every byte or an error: on a nearly full disk write(2)
+        returns short, and a manifest cut short under its hash name would be refused by every
+        secondary."""
+        tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        try:
+            if self.group is not None and os.fstat(fd).st_gid != self.group:
+                os.fchown(fd, -1, self.group)
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
     def _check_still(self, before: dict[str, LiveEntry]) -> None:
         """The whole tree must have held still for the whole build, not just each file."""
@@ -290,46 +362,69 @@ class Publisher:
     def _publish(self, generation: str, listing: Listing, hashes: dict[str, str]) -> PublishOutcome:
         now = time.time()
         previous = self.head()
-        if (
-            previous is not None
-            and previous.generation == generation
-            and (self.manifests / previous.manifest).is_file()
-        ):
-            head = Head(
-                generation, previous.sequence, previous.manifest, previous.published_at, now
-            )
-            atomic_write(self.head_file, encode_head(head), FILE_MODE, self.group)
+        generations, unreadable = self._generations()
+        intact = previous is not None and any(
+            (g.manifest, g.sequence) == (previous.manifest, previous.sequence) for g in generations
+        )
+        action = head_action(previous, generation, intact, self.written)
+        if action is HeadAction.CONFIRM:
+            assert previous is not None
+            head = dataclasses.replace(previous, checked_at=now)
+            self._write(self.head_file, encode_head(head))
             return PublishOutcome("unchanged", head)
-        sequence = next_sequence(previous.sequence if previous else None, now)
+        sequences = [g.sequence for g in generations] + ([previous.sequence] if previous else [])
+        sequence = next_sequence(max(sequences, default=None), now)
         data = encode_manifest(generation, sequence, listing, hashes)
         name = hashlib.sha256(data).hexdigest()
-        atomic_write(self.manifests / name, data, FILE_MODE, self.group)
+        self._write(self.manifests / name, data)
         fsync_dir(self.objects)  # every object's name is durable before a HEAD can name it
-        head = Head(generation, sequence, name, now, now)
-        atomic_write(self.head_file, encode_head(head), FILE_MODE, self.group)
-        self._prune()
+        restamp = action is HeadAction.RESTAMP
+        first = previous.published_at if restamp and previous is not None else now
+        head = Head(generation, sequence, name, first, now)
+        self._write(self.head_file, encode_head(head))
+        self.written = sequence
+        generations.append(Published(sequence, name, frozenset(hashes.values())))
+        self._prune(generations, unreadable, name)
+        if restamp:
+            return PublishOutcome("unchanged", head, restamped=True)
         log.info("published", generation=generation, sequence=sequence, files=len(hashes))
         return PublishOutcome("published", head)
 
-    def _prune(self) -> None:
-        """Keep what the newest ``keep`` generations name; drop the rest and stray temp files."""
+    def _generations(self) -> tuple[list[Published], list[str]]:
+        """Every intact manifest in the publish dir, and the names of the others (torn, foreign
+        or not hashing to their name: nothing may follow them)."""
         generations: list[Published] = []
+        unreadable: list[str] = []
         for m in self.manifests.iterdir():
             if m.name.startswith("."):
                 continue
             try:
-                sequence, objects = manifest_objects(m.read_bytes())
+                data = m.read_bytes()
+                if hashlib.sha256(data).hexdigest() != m.name:
+                    raise ValueError("other bytes than its name")
+                sequence, objects = manifest_objects(data)
             except (OSError, ValueError, KeyError, TypeError):
-                m.unlink(missing_ok=True)  # not ours or torn: nothing can name it
+                unreadable.append(m.name)
                 continue
             generations.append(Published(sequence, m.name, objects))
-        keep = retained(generations, self.keep)
+        return generations, unreadable
+
+    def _prune(self, generations: list[Published], unreadable: list[str], current: str) -> None:
+        """Keep what the newest ``keep`` generations name (HEAD's always among them); drop the
+        rest, unreadable manifests and stray temp files. Runs only after HEAD is written."""
+        keep = retained(generations, self.keep, current)
         for m in self.manifests.iterdir():
-            if m.name not in keep.manifests:
+            if m.name not in keep.manifests or m.name in unreadable:
                 m.unlink(missing_ok=True)
         for o in self.objects.iterdir():
             if o.name not in keep.objects:
                 o.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _records(listing: Listing, hashes: dict[str, str]) -> dict[str, Record]:
@@ -361,7 +456,7 @@ def _name_problems(entries: dict[str, LiveEntry]) -> list[Problem]:
 
 
 def _rejected(message: str, problems: list[Problem]) -> PublishOutcome:
-    return PublishOutcome("rejected", message=message, problems=problems)
+    return PublishOutcome("rejected", message=message, problems=problems, reason=Reason.VALIDATION)
 
 
 # ---- the watch loop --------------------------------------------------------------------------
@@ -386,13 +481,28 @@ async def publish_once(settings: Settings) -> PublishOutcome:
     """One build (``syncagent publish --once``): retried while the source keeps moving."""
     publisher = Publisher(settings)
     if why := publisher.check_location():
-        return PublishOutcome("config", message=why)
+        return PublishOutcome("config", message=why, reason=Reason.CONFIG)
     for _ in range(4):
         outcome = await asyncio.to_thread(publisher.build)
         _log_outcome(outcome, "once")
         if outcome.result != "moved":
             return outcome
         await asyncio.sleep(settings.publish.settle)
+    return outcome
+
+
+async def _measured(
+    publisher: Publisher, state: pm.PublisherState, metrics: pm.PublishMetrics
+) -> PublishOutcome:
+    """One build, reported to the state and the metrics with the outcome's own reason."""
+    state.building_since = started = time.monotonic()
+    try:
+        outcome = await asyncio.to_thread(publisher.build)
+        usage = await asyncio.to_thread(publisher.usage) if outcome.head is not None else None
+    finally:
+        state.building_since = None
+    state.record(outcome.result, outcome.head, usage)
+    metrics.observe(outcome.result, outcome.reason, time.monotonic() - started)
     return outcome
 
 
@@ -404,6 +514,37 @@ async def run_publisher(settings: Settings, stop: asyncio.Event | None = None) -
     if why := publisher.check_location():
         log.error("cannot_publish", reason=str(Reason.CONFIG), error=why)
         return int(ExitCode.CONFIG)
+    state = pm.PublisherState.found(*await asyncio.to_thread(_found, publisher))
+    metrics = pm.PublishMetrics(state)
+    listen = settings.publish.listen
+    runner = None
+    if listen != PUBLISH_LISTEN_OFF:
+        try:
+            runner, port = await pm.serve(state, metrics, listen)
+        except OSError as e:
+            log.error("cannot_listen", reason=str(Reason.CONFIG), listen=listen, error=str(e))
+            # a port in use may be free at the next start; an address we cannot bind is config
+            return int(ExitCode.FAILED if e.errno == errno.EADDRINUSE else ExitCode.CONFIG)
+        log.info("serving", listen=listen, port=port)
+    try:
+        return await _watch_loop(settings, publisher, state, metrics, stop, own_signals)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _found(publisher: Publisher) -> tuple[Head | None, pm.Usage]:
+    return publisher.head(), publisher.usage()
+
+
+async def _watch_loop(
+    settings: Settings,
+    publisher: Publisher,
+    state: pm.PublisherState,
+    metrics: pm.PublishMetrics,
+    stop: asyncio.Event,
+    own_signals: bool,
+) -> int:
     settle = settings.publish.settle
     dirty = asyncio.Event()
     last_event = [time.monotonic()]
@@ -424,6 +565,7 @@ async def run_publisher(settings: Settings, stop: asyncio.Event | None = None) -
     )
     log.info("publishing", source=str(publisher.source), dir=str(publisher.dir), settle=settle)
     why = "start"
+    state.running = True
     try:
         while not stop.is_set():
             while (quiet := time.monotonic() - last_event[0]) < settle and not stop.is_set():
@@ -431,7 +573,7 @@ async def run_publisher(settings: Settings, stop: asyncio.Event | None = None) -
             if stop.is_set():
                 break
             dirty.clear()
-            outcome = await asyncio.to_thread(publisher.build)
+            outcome = await _measured(publisher, state, metrics)
             _log_outcome(outcome, why)
             if outcome.result == "moved":
                 last_event[0] = time.monotonic()
@@ -440,6 +582,7 @@ async def run_publisher(settings: Settings, stop: asyncio.Event | None = None) -
                 await asyncio.wait_for(_first(dirty, stop), RESCAN_INTERVAL)
             why = "change" if dirty.is_set() else "rescan"
     finally:
+        state.running = False
         stop.set()
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -413,6 +413,16 @@ class SyncSettings:
         return rel.as_posix()
 
 
+PUBLISH_LISTEN_OFF = "off"
+
+
+def _publish_listen(v: Any) -> str:
+    """HOST:PORT as ``http.listen`` takes it, or off: the shipped systemd unit gives the
+    publisher no network at all, where binding a port could only fail."""
+    s = _str(v).strip()
+    return s if s == PUBLISH_LISTEN_OFF else _listen(s)
+
+
 @dataclass(frozen=True)
 class PublishSettings:
     """`syncagent publish` on the primary: what it publishes where, and how much it keeps."""
@@ -427,6 +437,11 @@ class PublishSettings:
     keep: int = setting(5, _generations, "Generations whose objects the publisher keeps.")
     settle: float = setting(
         2.0, _non_negative, "Seconds of quiet in source before a generation is built."
+    )
+    listen: str = setting(
+        "127.0.0.1:9102",
+        _publish_listen,
+        "HOST:PORT for the publisher's /healthz /metrics, or off.",
     )
 
 

@@ -4,20 +4,24 @@ real OpenSSH sshd, through the read-only SFTP account."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import stat
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from support.config import settings_for
-from support.sshd import Sshd, fresh_subdir
+from support.daemon import http, metric
+from support.sshd import Sshd, free_port, fresh_subdir
 from support.tools import run_syncagent
-from support.trees import age, live_state, managed
+from support.trees import age, copy_tree, live_state, managed
 
 from syncagent.demo.sample_tree import build_secondary_local
 from syncagent.engine import sync
@@ -151,9 +155,10 @@ def test_sequence_never_goes_backwards_across_a_restart_with_an_emptied_dir(
     assert again.result == "published" and again.head is not None
     assert again.head.generation == first.head.generation
     assert again.head.sequence > first.head.sequence
-    unchanged = publish(s)
-    assert unchanged.result == "unchanged"
-    assert unchanged.head is not None and unchanged.head.sequence == again.head.sequence
+    unchanged = publish(s)  # another start: the same generation, under a fresh sequence
+    assert unchanged.result == "unchanged" and unchanged.restamped
+    assert unchanged.head is not None and unchanged.head.sequence > again.head.sequence
+    assert unchanged.head.generation == first.head.generation
 
 
 def test_a_secondary_refuses_a_head_whose_sequence_went_back(
@@ -283,3 +288,108 @@ def test_cli_publish_once_needs_no_primary_settings(
     )
     assert inside.returncode == 2
     assert "publish.dir" in inside.stderr
+
+
+def test_a_primary_restored_from_a_backup_heals_its_secondaries_at_the_publishers_start(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path, tmp_path: Path
+) -> None:
+    """The backup holds the tree and the publish dir of an hour ago; the secondaries applied
+    later generations since. Its HEAD is refused as going back until the publisher starts."""
+    s = settings(sshd, primary_tree, target, publish_dir)
+    assert publish(s).result == "published"
+    assert run(s).outcome is Outcome.APPLIED
+    backup = tmp_path / "backup"
+    copy_tree(primary_tree, backup / "xroad")
+    copy_tree(publish_dir, backup / "publish")
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nhealth-check-port=5599\n")
+    age(primary_tree)
+    assert publish(s).result == "published"
+    later = run(s)
+    assert later.outcome is Outcome.APPLIED and later.source == "published", later.summary()
+
+    for restored, saved in ((primary_tree, backup / "xroad"), (publish_dir, backup / "publish")):
+        shutil.rmtree(restored)
+        copy_tree(saved, restored)
+    before = live_state(target)
+    refused = run(s)
+    assert refused.reason is Reason.PUBLISH_ROLLBACK, refused.summary()
+    assert live_state(target) == before
+
+    started = publish(s)  # the publisher's first build after the restore
+    assert started.result == "unchanged" and started.restamped, started.summary()
+    healed = run(s)
+    assert healed.outcome is Outcome.APPLIED and healed.source == "published", healed.summary()
+    assert managed(target, s) == managed(primary_tree, s)
+    assert healed.generation == head(publish_dir).generation
+    assert publish(s).restamped  # every start: for a secondary already there, one manifest read
+    again = run(s)
+    assert again.outcome is Outcome.UNCHANGED and again.source == "published", again.summary()
+    assert (again.files_fetched, again.generation) == (0, healed.generation)
+
+
+def test_the_publisher_serves_healthz_and_metrics_read_only(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    port = free_port()
+    s = settings(sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}"
+
+    async def scenario() -> tuple[str, str, int, int]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_publisher(s, stop))
+        try:
+            first = await _wait_head(publish_dir, None)
+            deadline = time.monotonic() + 15
+            while True:
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    status, text, headers = await http("GET", f"{url}/metrics")
+                    if metric(text, "syncagent_publish_head_sequence") == first.sequence:
+                        break
+                assert time.monotonic() < deadline, "the metrics never showed the HEAD"
+                await asyncio.sleep(0.05)
+            assert status == 200 and headers["Content-Type"].startswith("text/plain")
+            health, body, _ = await http("GET", f"{url}/healthz")
+            posted, _, _ = await http("POST", f"{url}/metrics")
+            return text, body, health, posted
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 10) == 0
+
+    text, body, health, posted = asyncio.run(scenario())
+    assert (health, posted) == (200, 405)
+    assert body == "loop: ok watching the source\nbuild: ok idle\n"
+    now = head(publish_dir)
+    assert metric(text, "syncagent_publish_generations_total", outcome="published") == 1
+    assert metric(text, "syncagent_publish_last_build_ok") == 1
+    assert metric(text, "syncagent_publish_last_success_timestamp_seconds") == now.checked_at
+    assert metric(text, "syncagent_publish_duration_seconds_count") == 1
+    objects = len(list((publish_dir / OBJECTS).iterdir()))
+    assert metric(text, "syncagent_publish_objects") == objects
+    dir_bytes = metric(text, "syncagent_publish_dir_bytes")
+    assert dir_bytes is not None and dir_bytes > sum(
+        p.stat().st_size for p in (publish_dir / OBJECTS).iterdir()
+    )
+
+
+def test_the_publisher_will_not_start_on_a_port_it_cannot_have(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    """A taken port is worth a restart (exit 1); ``off`` needs no port at all."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        s = settings(sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}")
+        assert asyncio.run(run_publisher(s, asyncio.Event())) == 1
+    assert not (publish_dir / HEAD_NAME).exists()
+
+    off = settings(sshd, primary_tree, target, publish_dir, publish__listen="off")
+
+    async def without_a_port() -> int:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_publisher(off, stop))
+        await _wait_head(publish_dir, None)
+        stop.set()
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(without_a_port()) == 0

@@ -108,13 +108,25 @@ class Primary:
     auth_attempts: int = 0  # clients that got as far as asking to log in
     on_scandir: Callable[[bytes], None] | None = None
     stall_listing: set[bytes] = field(default_factory=set)  # scandir of these never answers
+    # More virtual trees at absolute paths outside REMOTE_ROOT (a publish dir, say).
+    mounts: dict[bytes, Node] = field(default_factory=dict)
+
+    def mount(self, at: str, node: Node) -> Node:
+        self.mounts[at.rstrip("/").encode()] = node
+        return node
 
     def lookup(self, path: bytes) -> Node:
+        for top, mounted in self.mounts.items():
+            if path == top or path.startswith(top + b"/"):
+                return self._walk(mounted, path, len(top))
         root = REMOTE_ROOT.encode()
         if path != root and not path.startswith(root + b"/"):
             raise asyncssh.SFTPNoSuchFile(f"{path!r} is outside {REMOTE_ROOT}")
-        node = self.root
-        for part in path[len(root) :].split(b"/"):
+        return self._walk(self.root, path, len(root))
+
+    @staticmethod
+    def _walk(node: Node, path: bytes, start: int) -> Node:
+        for part in path[start:].split(b"/"):
             if not part:
                 continue
             child = node.children.get(part)

@@ -74,7 +74,7 @@ def test_duplicates_orphans_and_types_are_refused() -> None:
     orphan = {**f, "path": "d/a"}
     assert refusal(manifest([orphan])).reason is Reason.VALIDATION
     assert refusal(manifest([{**f, "type": "fifo"}])).reason is Reason.VALIDATION
-    escaping = {"path": "l", "type": "symlink", "link": "../../etc/shadow"}
+    escaping: dict[str, object] = {"path": "l", "type": "symlink", "link": "../../etc/shadow"}
     assert refusal(manifest([escaping])).reason is Reason.VALIDATION
 
 

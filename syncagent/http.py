@@ -45,7 +45,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 @web.middleware
-async def _read_only(
+async def read_only(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     if request.method not in READ_METHODS:
@@ -53,7 +53,7 @@ async def _read_only(
     return await handler(request)
 
 
-def _text(checks: list[Check]) -> web.Response:
+def checks_response(checks: list[Check]) -> web.Response:
     ok = all(c.ok for c in checks)
     body = "\n".join(c.line() for c in checks) + "\n"
     return web.Response(status=200 if ok else 503, text=body)
@@ -73,13 +73,13 @@ async def upstream_check(session: aiohttp.ClientSession, url: str, timeout: floa
 
 
 def build_app(probe: Probe) -> web.Application:
-    app = web.Application(middlewares=[_read_only])
+    app = web.Application(middlewares=[read_only])
 
     def liveness() -> list[Check]:
         return probe.state.liveness(time.monotonic(), probe.sync_timeout, probe.scheduler_running())
 
     async def healthz(_: web.Request) -> web.Response:
-        return _text(liveness())
+        return checks_response(liveness())
 
     async def readyz(request: web.Request) -> web.Response:
         checks = probe.state.readiness(time.time(), probe.max_staleness)
@@ -88,7 +88,7 @@ def build_app(probe: Probe) -> web.Application:
             checks.append(
                 await upstream_check(request.app[UPSTREAM_KEY], url, probe.http.upstream_timeout)
             )
-        return _text(checks)
+        return checks_response(checks)
 
     async def metrics(_: web.Request) -> web.Response:
         resp = web.Response(body=probe.metrics.render())

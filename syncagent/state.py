@@ -45,10 +45,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None =
     try:
         if group is not None and os.fstat(fd).st_gid != group:
             os.fchown(fd, -1, group)
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a nearly full disk can take a write only in part
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

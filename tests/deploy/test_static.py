@@ -27,6 +27,7 @@ from support import REPO
 from support.tools import require_tool
 
 from syncagent.metrics import Metrics
+from syncagent.publish_metrics import PublisherState, PublishMetrics
 from syncagent.status import DaemonState
 
 ROOT = REPO
@@ -38,9 +39,10 @@ UNIT = SYSTEMD / "syncagent.service"
 PUBLISH_UNIT = SYSTEMD / "syncagent-publish.service"
 ENTRYPOINT = DOCKER / "syncagent-entrypoint.sh"
 STRIP = DOCKER / "strip_first_sync.py"
-STANDIN_SCRIPTS = (DOCKER / "standin" / "rootfs" / "root" / "entrypoint.sh",
-                   DOCKER / "standin" / "rootfs" / "usr" / "share" / "xroad" / "scripts"
-                   / "xroad-base.sh")
+STANDIN_SCRIPTS = (
+    DOCKER / "standin" / "rootfs" / "root" / "entrypoint.sh",
+    DOCKER / "standin" / "rootfs" / "usr" / "share" / "xroad" / "scripts" / "xroad-base.sh",
+)
 HOST_KEYS_SCRIPT = K8S / "make-host-key-secrets.sh"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
 
@@ -54,8 +56,7 @@ def tool(name: str) -> str:
 
 
 def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120,
-                          **kw)  # type: ignore[call-overload]
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
 
 
 def yaml_docs(path: Path) -> list[dict]:
@@ -64,14 +65,19 @@ def yaml_docs(path: Path) -> list[dict]:
 
 # --- systemd -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def unit_copy(tmp_path: Path) -> Path:
     """The unit with ExecStart pointed at a binary that exists here (verify checks it)."""
     text = UNIT.read_text()
     assert "ExecStart=/opt/syncagent/bin/syncagent " in text
     copy = tmp_path / "syncagent.service"
-    copy.write_text(text.replace("ExecStart=/opt/syncagent/bin/syncagent ",
-                                 f"ExecStart={shutil.which('true') or '/bin/true'} "))
+    copy.write_text(
+        text.replace(
+            "ExecStart=/opt/syncagent/bin/syncagent ",
+            f"ExecStart={shutil.which('true') or '/bin/true'} ",
+        )
+    )
     return copy
 
 
@@ -82,8 +88,7 @@ def test_systemd_verify_is_clean(unit_copy: Path) -> None:
 
 
 def test_systemd_security_exposure_ok(unit_copy: Path, record_property) -> None:  # type: ignore[no-untyped-def]
-    res = run(require_tool("systemd-analyze"), "security", "--offline=yes", "--no-pager",
-              unit_copy)
+    res = run(require_tool("systemd-analyze"), "security", "--offline=yes", "--no-pager", unit_copy)
     assert res.returncode == 0, res.stderr
     m = re.search(r"Overall exposure level for syncagent\.service: (\d+\.\d+) (\w+)", res.stdout)
     assert m, res.stdout[-2000:]
@@ -102,19 +107,30 @@ def test_publisher_unit_verifies_and_is_sandboxed_tighter_than_the_agent(
     text = PUBLISH_UNIT.read_text()
     exec_start = "ExecStart=/opt/syncagent/bin/syncagent --config /etc/syncagent/syncagent.toml"
     assert f"\n{exec_start} publish\n" in text
-    for line in ("User=xroad", "PrivateNetwork=yes", "RestrictAddressFamilies=AF_UNIX",
-                 "StateDirectory=syncagent syncagent/publish", "StateDirectoryMode=0750",
-                 "RestartPreventExitStatus=2", "ProtectSystem=strict"):
+    for line in (
+        "User=xroad",
+        "PrivateNetwork=yes",
+        "RestrictAddressFamilies=AF_UNIX",
+        "StateDirectory=syncagent syncagent/publish",
+        "StateDirectoryMode=0750",
+        "RestartPreventExitStatus=2",
+        "ProtectSystem=strict",
+    ):
         assert f"\n{line}\n" in text, line
     copy = tmp_path / "syncagent-publish.service"
-    copy.write_text(text.replace("ExecStart=/opt/syncagent/bin/syncagent ",
-                                 f"ExecStart={shutil.which('true') or '/bin/true'} "))
+    copy.write_text(
+        text.replace(
+            "ExecStart=/opt/syncagent/bin/syncagent ",
+            f"ExecStart={shutil.which('true') or '/bin/true'} ",
+        )
+    )
     analyze = require_tool("systemd-analyze")
     res = run(analyze, "verify", copy)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     res = run(analyze, "security", "--offline=yes", "--no-pager", copy)
-    m = re.search(r"Overall exposure level for syncagent-publish\.service: (\d+\.\d+) (\w+)",
-                  res.stdout)
+    m = re.search(
+        r"Overall exposure level for syncagent-publish\.service: (\d+\.\d+) (\w+)", res.stdout
+    )
     assert m, res.stdout[-2000:]
     assert float(m.group(1)) <= 0.5 and m.group(2) == "SAFE", res.stdout[-2000:]
 
@@ -128,7 +144,8 @@ def test_unit_keeps_the_old_units_contract() -> None:
             settings.setdefault(k, []).append(v)
     assert settings["Type"] == ["notify"]
     assert settings["ExecStart"] == [
-        "/opt/syncagent/bin/syncagent --config /etc/syncagent/syncagent.toml run"]
+        "/opt/syncagent/bin/syncagent --config /etc/syncagent/syncagent.toml run"
+    ]
     assert settings["User"] == ["xroad"] and settings["Group"] == ["xroad"]
     assert settings["Restart"] == ["on-failure"]
     assert "WatchdogSec" in settings
@@ -145,10 +162,14 @@ def test_unit_keeps_the_old_units_contract() -> None:
 
 # --- example configs -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path,profile", [
-    (SYSTEMD / "syncagent.toml", "xlb"),
-    (DOCKER / "syncagent.toml", "sidecar"),
-])
+
+@pytest.mark.parametrize(
+    "path,profile",
+    [
+        (SYSTEMD / "syncagent.toml", "xlb"),
+        (DOCKER / "syncagent.toml", "sidecar"),
+    ],
+)
 def test_example_config_loads(path: Path, profile: str) -> None:
     from syncagent import settings
 
@@ -161,6 +182,7 @@ def test_example_config_loads(path: Path, profile: str) -> None:
 
 
 # --- Prometheus ----------------------------------------------------------------------------
+
 
 def test_promtool_check_rules() -> None:
     res = run(require_tool("promtool"), "check", "rules", PROM / "syncagent-alerts.yml")
@@ -175,8 +197,9 @@ def test_promtool_test_rules() -> None:
 
 
 def agent_metrics() -> set[str]:
-    """Every series name the agent exports, read off its own registry."""
+    """Every series name the agent and the publisher export, read off their own registries."""
     text = Metrics(DaemonState()).render().decode()
+    text += PublishMetrics(PublisherState()).render().decode()
     return {
         name
         for family in text_string_to_metric_families(text)
@@ -199,6 +222,7 @@ def test_alerts_use_only_metrics_the_agent_exports() -> None:
 
 
 # --- YAML and Kubernetes -------------------------------------------------------------------
+
 
 def test_yamllint_strict() -> None:
     res = run(tool("yamllint"), "-s", "-f", "parsable", "-c", DOCKER / ".yamllint", DOCKER)
@@ -245,7 +269,8 @@ def test_secondary_probes_fit_the_agent_and_the_budget() -> None:
     assert budget + 35 + 60 <= startup["periodSeconds"] * startup["failureThreshold"]
     assert env["SYNCAGENT_HTTP_UPSTREAM_HEALTH_URL"] == "http://127.0.0.1:5588/"
     ann = yaml_docs(K8S / "secondary-deployment.yaml")[0]["spec"]["template"]["metadata"][
-        "annotations"]
+        "annotations"
+    ]
     assert ann["prometheus.io/scrape"] == "true"
     assert int(ann["prometheus.io/port"]) == ports["syncagent"]
 
@@ -256,9 +281,12 @@ def test_secondary_mounts_match_the_image_config() -> None:
     cfg = tomllib.loads((DOCKER / "syncagent.toml").read_text())["primary"]
     assert str(Path(cfg["identity_file"]).parent) == mounts["secret-ssh-sidecar"] == "/etc/.ssh"
     assert str(Path(cfg["known_hosts"]).parent) == mounts["primary-known-hosts"]
-    volumes = {v["name"]: v for v in
-               yaml_docs(K8S / "secondary-deployment.yaml")[0]["spec"]["template"]["spec"][
-                   "volumes"]}
+    volumes = {
+        v["name"]: v
+        for v in yaml_docs(K8S / "secondary-deployment.yaml")[0]["spec"]["template"]["spec"][
+            "volumes"
+        ]
+    }
     assert volumes["primary-known-hosts"]["secret"]["secretName"] == "secret-primary-known-hosts"
     assert {i["path"] for i in volumes["secret-ssh-sidecar"]["secret"]["items"]} >= {"id_rsa"}
 
@@ -278,6 +306,7 @@ def test_primary_host_keys_are_where_sshd_looks() -> None:
 
 # --- primary host keys and sshd ------------------------------------------------------------
 
+
 def _secret_data(path: Path) -> dict[str, bytes]:
     doc = yaml_docs(path)[0]
     return {k: base64.b64decode(v) for k, v in doc["data"].items()}
@@ -295,17 +324,25 @@ def test_host_key_secrets_script(tmp_path: Path) -> None:
     assert oct(host_keys.stat().st_mode & 0o777) == "0o600"  # holds private keys
 
     keys = _secret_data(host_keys)
-    assert set(keys) == {f"ssh_host_{t}_key{s}" for t in ("ed25519", "ecdsa", "rsa")
-                         for s in ("", ".pub")}
+    assert set(keys) == {
+        f"ssh_host_{t}_key{s}" for t in ("ed25519", "ecdsa", "rsa") for s in ("", ".pub")
+    }
     lines = _secret_data(known)["known_hosts"].decode().splitlines()
     assert len(lines) == 3
     for line in lines:
         hosts, keytype, keydata = line.split()
-        assert hosts.split(",") == ["primary-svc", "primary-svc.xr", "primary-svc.xr.svc",
-                                    "primary-svc.xr.svc.cluster.local"]
+        assert hosts.split(",") == [
+            "primary-svc",
+            "primary-svc.xr",
+            "primary-svc.xr.svc",
+            "primary-svc.xr.svc.cluster.local",
+        ]
         # Each line is the public half of a private key in the primary's Secret.
-        assert any(keys[f].split()[:2] == [keytype.encode(), keydata.encode()]
-                   for f in keys if f.endswith(".pub"))
+        assert any(
+            keys[f].split()[:2] == [keytype.encode(), keydata.encode()]
+            for f in keys
+            if f.endswith(".pub")
+        )
     (tmp_path / "known_hosts").write_text("\n".join(lines) + "\n")
     for name in ("primary-svc", "primary-svc.xr.svc.cluster.local"):
         found = run("ssh-keygen", "-F", name, "-f", tmp_path / "known_hosts")
@@ -340,8 +377,9 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
     keydir = tmp_path / "keys"
     keydir.mkdir()
     for t in ("ed25519", "ecdsa", "rsa"):
-        run("ssh-keygen", "-q", "-t", t, "-N", "", "-f",
-            keydir / f"ssh_host_{t}_key").check_returncode()
+        run(
+            "ssh-keygen", "-q", "-t", t, "-N", "", "-f", keydir / f"ssh_host_{t}_key"
+        ).check_returncode()
     dropin = yaml_docs(K8S / "primary-sshd.yaml")[0]["data"]["xroad-sync.conf"]
     confd = tmp_path / "sshd_config.d"
     confd.mkdir()
@@ -363,12 +401,19 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
 
     slave = effective("xroad-slave")
     assert slave["forcecommand"] == ["internal-sftp -R -d /etc/xroad"]
-    for key in ("permittty", "allowtcpforwarding", "allowagentforwarding",
-                "allowstreamlocalforwarding", "x11forwarding", "permittunnel"):
+    for key in (
+        "permittty",
+        "allowtcpforwarding",
+        "allowagentforwarding",
+        "allowstreamlocalforwarding",
+        "x11forwarding",
+        "permittunnel",
+    ):
         assert slave[key] == ["no"], key
     assert slave["authenticationmethods"] == ["publickey"]
     assert sorted(slave["hostkey"]) == sorted(
-        str(keydir / f"ssh_host_{t}_key") for t in ("ed25519", "ecdsa", "rsa"))
+        str(keydir / f"ssh_host_{t}_key") for t in ("ed25519", "ecdsa", "rsa")
+    )
     # The Match block ends with the drop-in: other users and later settings are untouched.
     other = effective("admin")
     assert other["forcecommand"] == ["none"]
@@ -377,6 +422,7 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
 
 
 # --- Dockerfile, supervisord program, shell scripts ----------------------------------------
+
 
 def test_hadolint_dockerfile() -> None:
     res = run(tool("hadolint"), DOCKER / "Dockerfile")
@@ -387,15 +433,18 @@ def test_dockerfile_contract() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE=niis/xroad-security-server-sidecar:[\w.]+-secondary$", text, re.M)
     # --existing=section: a base without [program:cron] (not a secondary) fails the build
-    assert ("crudini --existing=section --del /etc/supervisor/conf.d/xroad.conf program:cron"
-            in text)
+    assert "crudini --existing=section --del /etc/supervisor/conf.d/xroad.conf program:cron" in text
     assert "rm -f /etc/cron.d/xroad-state-sync" in text
     assert 'CMD ["/usr/local/bin/syncagent-entrypoint"]' in text
     # Everything COPY'd from the context is let through by the Dockerfile's .dockerignore.
     ignore = (DOCKER / "Dockerfile.dockerignore").read_text().split()
-    copied = [item
-              for line in re.findall(r"^COPY (.+)$", text, re.M) if "--from=" not in line
-              for item in line.split()[:-1] if not item.startswith("--")]
+    copied = [
+        item
+        for line in re.findall(r"^COPY (.+)$", text, re.M)
+        if "--from=" not in line
+        for item in line.split()[:-1]
+        if not item.startswith("--")
+    ]
     assert "docker/syncagent-entrypoint.sh" in copied
     for item in copied:
         assert (ROOT / item).exists() or item == "README.md", item  # README: another change
@@ -417,8 +466,9 @@ def test_supervisord_program_parses(tmp_path: Path) -> None:
         program = program.replace("user=xroad", f"user={pwd.getpwuid(os.getuid()).pw_name}")
     (tmp_path / "xroad-sync.conf").write_text(program)
     conf = tmp_path / "supervisord.conf"
-    conf.write_text("[supervisord]\nnodaemon=true\n"
-                    f"[include]\nfiles = {tmp_path}/xroad-sync.conf\n")
+    conf.write_text(
+        f"[supervisord]\nnodaemon=true\n[include]\nfiles = {tmp_path}/xroad-sync.conf\n"
+    )
     opts = options.ServerOptions()
     opts.realize(args=["-c", str(conf)])
     (group,) = opts.process_group_configs
@@ -450,14 +500,16 @@ done
 echo "* * * * * xroad $RSYNC_CMD 2>&1" > /etc/cron.d/xroad-state-sync
 chown root:root /etc/cron.d/xroad-state-sync && chmod 644 /etc/cron.d/xroad-state-sync
 for g in a b; do echo "$g"; done
-""" + SUPERVISORD,
+"""
+    + SUPERVISORD,
     """#!/bin/bash
 log() { echo "$*"; }
 chown -R xroad:xroad /etc/xroad
 log "Syncing configuration from ${XROAD_PRIMARY_DNS}..."
 set -o pipefail
 for g in a b; do echo "$g"; done
-""" + SUPERVISORD,
+"""
+    + SUPERVISORD,
 )
 SHAPE_RC_LOOP = (
     """#!/bin/bash
@@ -468,19 +520,20 @@ do
   su -c "rsync -avz xroad-slave@${XROAD_PRIMARY_DNS}:/etc/xroad/ /etc/xroad/" xroad
   RC=$?
 done
-""" + SUPERVISORD,
+"""
+    + SUPERVISORD,
     "#!/bin/bash\nRC=1\n" + SUPERVISORD,
 )
 SHAPE_UNTIL = (
-    "#!/bin/bash\nuntil rsync -a primary:/etc/xroad/ /etc/xroad/; do sleep 5; done\n"
-    + SUPERVISORD,
+    "#!/bin/bash\nuntil rsync -a primary:/etc/xroad/ /etc/xroad/; do sleep 5; done\n" + SUPERVISORD,
     "#!/bin/bash\n" + SUPERVISORD,
 )
 
 
 def strip(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(STRIP)], input=text, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, str(STRIP)], input=text, capture_output=True, text=True, timeout=30
+    )
 
 
 @pytest.mark.parametrize("shape,expected", [SHAPE_CMD_LOOP, SHAPE_RC_LOOP, SHAPE_UNTIL])
@@ -491,12 +544,15 @@ def test_strip_first_sync_removes_rsync_keeps_the_rest(shape: str, expected: str
 
 
 def test_strip_first_sync_refuses_an_unknown_shape() -> None:
-    res = strip("#!/bin/bash\nif ! rsync -a p:/etc/xroad/ /etc/xroad/; then exit 1; fi\n"
-                "exec supervisord -n\n")
+    res = strip(
+        "#!/bin/bash\nif ! rsync -a p:/etc/xroad/ /etc/xroad/; then exit 1; fi\n"
+        "exec supervisord -n\n"
+    )
     assert res.returncode == 1
     assert "SYNCAGENT_EXEC" in res.stderr and res.stdout == ""
-    assert res.stderr.startswith("strip-first-sync: refusing: line 2: still names the rsync "
-                                 "sync"), res.stderr
+    assert res.stderr.startswith(
+        "strip-first-sync: refusing: line 2: still names the rsync sync"
+    ), res.stderr
 
 
 def test_strip_first_sync_refuses_a_script_without_the_sync() -> None:
@@ -509,6 +565,7 @@ def test_strip_first_sync_refuses_a_script_without_the_sync() -> None:
 
 
 # syncagent-entrypoint.sh against a stub agent that exits with scripted codes.
+
 
 @pytest.fixture
 def stub(tmp_path: Path) -> Path:
@@ -527,13 +584,21 @@ def stub(tmp_path: Path) -> Path:
     return script
 
 
-def entrypoint(stub: Path, codes: list[int], *cmd: str, **env: str
-               ) -> tuple[subprocess.CompletedProcess[str], int]:
+def entrypoint(
+    stub: Path, codes: list[int], *cmd: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], int]:
     (stub.parent / "codes").write_text("".join(f"{c}\n" for c in codes))
-    full_env = {**os.environ, "SYNCAGENT_BIN": str(stub), "SYNCAGENT_RUN_AS": "",
-                "SYNCAGENT_FIRST_SYNC_RETRY": "0", "SYNCAGENT_FIRST_SYNC_BUDGET": "60", **env}
-    res = subprocess.run(["bash", str(ENTRYPOINT), *cmd], capture_output=True, text=True,
-                         env=full_env, timeout=60)
+    full_env = {
+        **os.environ,
+        "SYNCAGENT_BIN": str(stub),
+        "SYNCAGENT_RUN_AS": "",
+        "SYNCAGENT_FIRST_SYNC_RETRY": "0",
+        "SYNCAGENT_FIRST_SYNC_BUDGET": "60",
+        **env,
+    }
+    res = subprocess.run(
+        ["bash", str(ENTRYPOINT), *cmd], capture_output=True, text=True, env=full_env, timeout=60
+    )
     calls_file = stub.parent / "calls"
     calls = int(calls_file.read_text()) if calls_file.exists() else 0
     return res, calls
@@ -593,8 +658,13 @@ def test_entrypoint_stops_promptly_on_sigterm(stub: Path) -> None:
     (stub.parent / "codes").write_text("1\n")
     (stub.parent / "sleep").write_text("30\n")
     env = {**os.environ, "SYNCAGENT_BIN": str(stub), "SYNCAGENT_RUN_AS": ""}
-    proc = subprocess.Popen(["bash", str(ENTRYPOINT), *START], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["bash", str(ENTRYPOINT), *START],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 10
     while not (stub.parent / "calls").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -62,6 +62,7 @@ BAD_ENV: dict[str, list[str]] = {
     "publish.dir": ["publish", "/etc/xroad/publish"],
     "publish.keep": ["0", "-1", "five", "1.5"],
     "publish.settle": ["-1", "a while"],
+    "publish.listen": ["9102", "localhost", "127.0.0.1:0", ":9102", "OFF"],
     "http.listen": ["9101", "localhost", "127.0.0.1:0", "127.0.0.1:http", ":9101"],
     "http.upstream_timeout": ["0", "quick"],
     "log.format": ["xml"],

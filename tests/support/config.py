@@ -18,9 +18,12 @@ from syncagent.settings import FIELDS_BY_NAME, Settings, load
 class Endpoint(Protocol):
     """An SFTP primary a test runs: real sshd or the in-process hostile one."""
 
-    port: int
-    client_key: Path
-    known_hosts: Path
+    @property
+    def port(self) -> int: ...
+    @property
+    def client_key(self) -> Path: ...
+    @property
+    def known_hosts(self) -> Path: ...
 
 
 def overrides_for(

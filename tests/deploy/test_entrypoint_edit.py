@@ -35,51 +35,71 @@ STRIPPED: dict[str, list[tuple[str, int, int]]] = {
     "6.26.0.sh": [(LOOP, 29, 34), (CRON, 37, 37), (MODE, 38, 38)],
     "7.0.0-7.4.0.sh": [(r, a + 30, b + 30) for r, a, b in SHAPE_7],
     "7.4.1-7.8.0.sh": [(r, a + 36, b + 36) for r, a, b in SHAPE_7],
-    "adversarial-loop-words-in-strings-and-comments.sh": [(r, a + 37, b + 37)
-                                                          for r, a, b in SHAPE_7],
+    "adversarial-loop-words-in-strings-and-comments.sh": [
+        (r, a + 37, b + 37) for r, a, b in SHAPE_7
+    ],
     "adversarial-heredoc.sh": [(r, a + 44, b + 44) for r, a, b in SHAPE_7],
     "adversarial-unrelated-loops.sh": [(r, a + 43, b + 43) for r, a, b in SHAPE_7],
     "adversarial-command-substitution.sh": [(r, a + 43, b + 43) for r, a, b in SHAPE_7],
-    "adversarial-continued-lines.sh": [(RSYNC, 36, 37), (LOOP, 40, 40), (CRON, 43, 43),
-                                       (MODE, 44, 44)],
+    "adversarial-continued-lines.sh": [
+        (RSYNC, 36, 37),
+        (LOOP, 40, 40),
+        (CRON, 43, 43),
+        (MODE, 44, 44),
+    ],
     "issue-example.sh": [(LOOP, 8, 8)],
 }
 # fixture -> (line named, words of the reason)
 REFUSED: dict[str, tuple[int | None, str]] = {
     "adversarial-sync-in-function.sh": (
-        41, "still names the rsync sync after the sync statements are removed (the function "
-            "first_sync(): `su -c \"$RSYNC_CMD\" xroad |& sed 's/^/    /' && break`)"),
+        41,
+        "still names the rsync sync after the sync statements are removed (the function "
+        "first_sync(): `su -c \"$RSYNC_CMD\" xroad |& sed 's/^/    /' && break`)",
+    ),
     "adversarial-other-step-in-loop.sh": (
-        42, "the command `chown` inside the first-sync retry loop (lines 39-43) is not part of "
-            "the sync; refusing to drop it with the loop"),
+        42,
+        "the command `chown` inside the first-sync retry loop (lines 39-43) is not part of "
+        "the sync; refusing to drop it with the loop",
+    ),
     "adversarial-log-in-loop.sh": (
-        41, "the command `warn` inside the first-sync retry loop (lines 39-43) is not part of "
-            "the sync"),
+        41,
+        "the command `warn` inside the first-sync retry loop (lines 39-43) is not part of the sync",
+    ),
     "adversarial-cron-in-if.sh": (
-        45, "still names the rsync sync after the sync statements are removed (an if "
-            "statement: `if [ ! -e /etc/cron.d/xroad-state-sync ]; then`)"),
+        45,
+        "still names the rsync sync after the sync statements are removed (an if "
+        "statement: `if [ ! -e /etc/cron.d/xroad-state-sync ]; then`)",
+    ),
     "adversarial-heredoc-names-rsync.sh": (
-        35, "(a here-document: `exec su -c \"rsync -a xroad-slave@primary:/etc/xroad/ "
-            "/etc/xroad/\" xroad`)"),
+        35,
+        '(a here-document: `exec su -c "rsync -a xroad-slave@primary:/etc/xroad/ '
+        '/etc/xroad/" xroad`)',
+    ),
     "adversarial-shares-a-line.sh": (
-        46, "the owner and mode of the cron job file (line 46) shares a line with another "
-            "statement"),
+        46,
+        "the owner and mode of the cron job file (line 46) shares a line with another statement",
+    ),
     "adversarial-no-sync.sh": (
-        None, "no first-sync retry loop (a top-level while/until loop around rsync) found: is "
-              "BASE a sidecar *secondary* image?"),
+        None,
+        "no first-sync retry loop (a top-level while/until loop around rsync) found: is "
+        "BASE a sidecar *secondary* image?",
+    ),
 }
 
 
 def strip(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The tool as the Dockerfile runs it: a file in, the stripped script out."""
-    return subprocess.run([sys.executable, str(TOOL), *args, str(path)], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args, str(path)], capture_output=True, text=True, timeout=60
+    )
 
 
 def expected_report(lines: list[str], removed: list[tuple[str, int, int]]) -> str:
     total = sum(b - a + 1 for _, a, b in removed)
-    out = [f"strip-first-sync: removed {len(removed)} statements, {total} lines; every other "
-           "line is kept byte for byte:"]
+    out = [
+        f"strip-first-sync: removed {len(removed)} statements, {total} lines; every other "
+        "line is kept byte for byte:"
+    ]
     for role, a, b in removed:
         out.append(f"  {'line ' + str(a) if a == b else f'lines {a}-{b}'}: {role}")
         out += [f"  -{n:4d} {lines[n - 1]}" for n in range(a, b + 1)]
@@ -99,8 +119,9 @@ def test_strips_exactly_the_sync(name: str) -> None:
     res = strip(FIXTURES / name)
     assert res.returncode == 0, res.stderr
     # every line not listed is kept, byte for byte and in order; nothing is added
-    assert res.stdout == "".join(line for n, line in enumerate(text.splitlines(True), 1)
-                                 if n not in drop)
+    assert res.stdout == "".join(
+        line for n, line in enumerate(text.splitlines(True), 1) if n not in drop
+    )
     assert res.stderr == expected_report(lines, removed)
     # what goes is sync machinery only (the listed roles say which); nothing kept runs rsync
     kept_code = [ln for ln in res.stdout.splitlines() if not ln.lstrip().startswith("#")]
@@ -123,6 +144,7 @@ def test_refuses_naming_the_line(name: str) -> None:
 
 def test_the_standin_entrypoint_loses_the_same_statements_as_its_shape() -> None:
     """docker/standin's /root/entrypoint.sh is the 7.4.1-7.8.0 shape (the image tests use it)."""
+
     def removed_text(path: Path) -> list[str]:
         res = strip(path)
         assert res.returncode == 0, res.stderr
@@ -139,8 +161,9 @@ def test_report_file_is_the_report(tmp_path: Path) -> None:
 
 def test_reads_stdin_too() -> None:
     text = (FIXTURES / "6.26.0.sh").read_text()
-    res = subprocess.run([sys.executable, str(TOOL)], input=text, capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, str(TOOL)], input=text, capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0 and res.stdout == strip(FIXTURES / "6.26.0.sh").stdout
 
 
@@ -159,21 +182,27 @@ def tool() -> ModuleType:
 
 def test_statement_spans_follow_shell_syntax(tool: ModuleType) -> None:
     text = (
-        "cat <<'EOF' >/x\n"          # 1  a here-document: its body belongs to the statement
-        "while :; do done\n"         # 2
-        "EOF\n"                      # 3
+        "cat <<'EOF' >/x\n"  # 1  a here-document: its body belongs to the statement
+        "while :; do done\n"  # 2
+        "EOF\n"  # 3
         'a="$(case x in x) echo ")";; esac)"\n'  # 4  `)` in a case inside $(...), in quotes
-        "b='it''s' c=\"x\\\n"        # 5  continued inside double quotes ...
-        'y"\n'                       # 6
-        "f() { [[ $a == *\")\"* ]] && echo \"done\"; }; g=1\n"  # 7  two statements, one line
-        "# while\n"                  # 8  a comment is no statement
-        "for i in 1 2; do\n"         # 9
+        "b='it''s' c=\"x\\\n"  # 5  continued inside double quotes ...
+        'y"\n'  # 6
+        'f() { [[ $a == *")"* ]] && echo "done"; }; g=1\n'  # 7  two statements, one line
+        "# while\n"  # 8  a comment is no statement
+        "for i in 1 2; do\n"  # 9
         "  echo $((i + 1)) `echo done`\n"  # 10
-        "done | cat\n"               # 11
+        "done | cat\n"  # 11
     )
     statements, heredocs = tool.parse(text)
-    assert [(s.line, s.end) for s in statements] == [(1, 3), (4, 4), (5, 6), (7, 7), (7, 7),
-                                                     (9, 11)]
+    assert [(s.line, s.end) for s in statements] == [
+        (1, 3),
+        (4, 4),
+        (5, 6),
+        (7, 7),
+        (7, 7),
+        (9, 11),
+    ]
     assert [d.body for d in heredocs] == ["while :; do done\n"]
     complaint = tool.bash_n(text)
     assert complaint is None, complaint
@@ -183,14 +212,18 @@ def test_statement_spans_follow_shell_syntax(tool: ModuleType) -> None:
         assert tool.bash_n("".join(lines[: s.line - 1])) is None, s.line
 
 
-@pytest.mark.parametrize("text,where", [
-    ('echo "never closed\n', "line 1: cannot parse: a double quote that never closes"),
-    ("cat <<EOF\nbody\n", "line 1: here-document never ends (no 'EOF')"),
-    ("if true; then\n  echo\n", "line 3: cannot parse: unexpected end of the script"),
-    ("x=$(echo\n", "line 2: cannot parse: unexpected end of the script"),
-])
-def test_unparseable_input_is_refused_with_its_line(tool: ModuleType, text: str,
-                                                    where: str) -> None:
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ('echo "never closed\n', "line 1: cannot parse: a double quote that never closes"),
+        ("cat <<EOF\nbody\n", "line 1: here-document never ends (no 'EOF')"),
+        ("if true; then\n  echo\n", "line 3: cannot parse: unexpected end of the script"),
+        ("x=$(echo\n", "line 2: cannot parse: unexpected end of the script"),
+    ],
+)
+def test_unparseable_input_is_refused_with_its_line(
+    tool: ModuleType, text: str, where: str
+) -> None:
     with pytest.raises(tool.Refused) as err:
         tool.parse(text)
     assert str(err.value).startswith(where), str(err.value)
@@ -222,8 +255,9 @@ def test_proof_rejects_a_removed_block_cut_short(tool: ModuleType) -> None:
     short = [tool.Removal(r.role, r.stmt, r.first, r.last - (r is loop)) for r in removals]
     drop = {n for r in short for n in range(r.first, r.last + 1)}
     with pytest.raises(tool.Refused):
-        tool.prove(text, "".join(ln for n, ln in enumerate(lines, 1) if n not in drop),
-                   lines, short, kept)
+        tool.prove(
+            text, "".join(ln for n, ln in enumerate(lines, 1) if n not in drop), lines, short, kept
+        )
     # bash is the second opinion on where each removed block ends: whole, it parses; cut
     # short by its last line, it does not
     assert tool.bash_n("".join(lines[loop.first - 1 : loop.last])) is None
@@ -232,6 +266,7 @@ def test_proof_rejects_a_removed_block_cut_short(tool: ModuleType) -> None:
 
 def test_released_upstream_forms_of_each_sync_statement(tool: ModuleType) -> None:
     """The roles, on the statements alone (as the fixtures hold them)."""
+
     def role(src: str) -> str | None:
         (stmt,), _ = tool.parse(src)
         return tool.classify(stmt)
@@ -239,10 +274,8 @@ def test_released_upstream_forms_of_each_sync_statement(tool: ModuleType) -> Non
     assert role('RSYNC_CMD="rsync -az p:/etc/xroad/ /etc/xroad/"\n') == RSYNC
     assert role('RSYNC_CMD="$(which rsync) -az"\n') is None  # runs a command: not just data
     assert role("until rsync -a p:/etc/xroad/ /etc/xroad/; do sleep 5; done\n") == LOOP
-    assert role('while :; do su -c "$RSYNC_CMD" xroad && break; sleep 5 || exit 1; done\n') \
-        == LOOP
-    assert role('echo "* * * * * xroad $RSYNC_CMD 2>&1" > /etc/cron.d/xroad-state-sync\n') \
-        == CRON
+    assert role('while :; do su -c "$RSYNC_CMD" xroad && break; sleep 5 || exit 1; done\n') == LOOP
+    assert role('echo "* * * * * xroad $RSYNC_CMD 2>&1" > /etc/cron.d/xroad-state-sync\n') == CRON
     assert role('echo "* * * * * xroad $RSYNC_CMD" > /etc/cron.d/other\n') is None
     assert role("chmod 644 /etc/cron.d/xroad-state-sync\n") == MODE
     assert role("chmod 644 /etc/cron.d/xroad-state-sync || true\n") is None

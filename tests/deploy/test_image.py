@@ -60,11 +60,6 @@ PROGRAMS = ("xroad-confclient", "xroad-signer", "xroad-proxy", "xroad-proxy-ui-a
 SIDECAR = PathFilter.build(PROFILES["sidecar"], protected=("/.syncagent/",))
 
 
-
-
-
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -108,7 +103,9 @@ def images() -> Iterator[Images]:
     assert podman.python_version(STANDIN) == STANDIN_PYTHON, "the wheelhouse is for 3.11"
     t1 = time.monotonic()
     res = podman.build(
-        IMAGE, REPO, DOCKER / "Dockerfile",
+        IMAGE,
+        REPO,
+        DOCKER / "Dockerfile",
         build_args={"BASE": STANDIN, "WHEELHOUSE": WHEELHOUSE_IN_BUILD},
         volumes=[f"{wheels}:{WHEELHOUSE_IN_BUILD}:ro"],
     )
@@ -143,8 +140,10 @@ class Pod:
 
     @property
     def mounts(self) -> list[str]:
-        return [f"{self.base / 'ssh'}:/etc/.ssh:ro",
-                f"{self.base / 'known_hosts'}:/etc/syncagent/known_hosts:ro"]
+        return [
+            f"{self.base / 'ssh'}:/etc/.ssh:ro",
+            f"{self.base / 'known_hosts'}:/etc/syncagent/known_hosts:ro",
+        ]
 
     def env(self, remote: Path, **extra: str) -> dict[str, str]:
         health = free_port()
@@ -254,8 +253,14 @@ def assert_tree_is_the_primarys(sec: Secondary) -> None:
     assert not extra, f"synced paths the primary does not have: {extra[:10]}"
 
 
-def start(images: Images, pod: Pod, remote: Path, image: str = IMAGE,
-          mounts: tuple[str, ...] = (), **env: str) -> Secondary:
+def start(
+    images: Images,
+    pod: Pod,
+    remote: Path,
+    image: str = IMAGE,
+    mounts: tuple[str, ...] = (),
+    **env: str,
+) -> Secondary:
     full = pod.env(remote, **env)
     c = images.podman.start(image, full, mounts=[*pod.mounts, *mounts])
     return Secondary(c, full, remote)
@@ -280,7 +285,15 @@ def pod(sshd: Sshd) -> Iterator[Pod]:
 
 def test_standin_base_gives_what_the_secondary_image_gives(images: Images) -> None:
     podman = images.podman
-    facts = podman("run", "--rm", "--network", "none", STANDIN, "bash", "-c", r"""
+    facts = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        STANDIN,
+        "bash",
+        "-c",
+        r"""
         set -u
         echo "python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
         echo "xroad=$(getent passwd xroad | cut -d: -f3,6)"
@@ -292,26 +305,38 @@ def test_standin_base_gives_what_the_secondary_image_gives(images: Images) -> No
         echo "version=$(cat /usr/share/xroad/config/VERSION)/$(cat /etc/xroad/VERSION)"
         grep -q '^files = /etc/supervisor/conf.d/\*.conf$' /etc/supervisor/supervisord.conf \
             && echo include=conf.d
-    """).stdout.splitlines()
+    """,
+    ).stdout.splitlines()
     got: dict[str, list[str]] = {}
     for line in facts:
         k, _, v = line.partition("=")
         got.setdefault(k, []).append(v)
     assert got["python"] == [STANDIN_PYTHON]
     assert got["xroad"] == ["999:/var/lib/xroad"]
-    assert set(got["tool"]) == {"crudini", "cron", "rsync", "ssh", "supervisord",
-                                "supervisorctl", "setpriv"}
+    assert set(got["tool"]) == {
+        "crudini",
+        "cron",
+        "rsync",
+        "ssh",
+        "supervisord",
+        "supervisorctl",
+        "setpriv",
+    }
     # the distribution's stock supervisord.conf: dpkg finds nothing changed in the package
     assert got["verify"] == ["rc=0"]
     assert got["include"] == ["conf.d"]
     assert got["node"] == ["slave"]
     assert got["version"] == ["7.6.2-1.ubuntu24.04/7.6.2-1.ubuntu24.04"]
-    assert json.loads(podman("image", "inspect", "--format", "{{json .Config.Cmd}}",
-                             STANDIN).stdout) == ["/root/entrypoint.sh"]
+    assert json.loads(
+        podman("image", "inspect", "--format", "{{json .Config.Cmd}}", STANDIN).stdout
+    ) == ["/root/entrypoint.sh"]
 
     conf = configparser.RawConfigParser(interpolation=None)
-    conf.read_string(podman("run", "--rm", "--network", "none", STANDIN, "cat",
-                            "/etc/supervisor/conf.d/xroad.conf").stdout)
+    conf.read_string(
+        podman(
+            "run", "--rm", "--network", "none", STANDIN, "cat", "/etc/supervisor/conf.d/xroad.conf"
+        ).stdout
+    )
     assert conf["program:cron"]["command"] == "/usr/sbin/cron -f"
     assert conf["program:cron"]["user"] == "root"
     for prog in PROGRAMS:
@@ -319,16 +344,18 @@ def test_standin_base_gives_what_the_secondary_image_gives(images: Images) -> No
         assert conf[f"program:{prog}"]["environment"] == 'HOME="/var/lib/xroad"'
     # /root/entrypoint.sh is the stand-in file, in the 7.4.1-7.8.0 shape: the same statements
     # go as from the fixture of that shape
-    shipped = podman("run", "--rm", "--network", "none", STANDIN, "cat",
-                     "/root/entrypoint.sh").stdout
+    shipped = podman(
+        "run", "--rm", "--network", "none", STANDIN, "cat", "/root/entrypoint.sh"
+    ).stdout
     assert shipped == (STANDIN_ROOTFS / "root" / "entrypoint.sh").read_text()
     fixture = REPO / "tests" / "deploy" / "fixtures" / "entrypoints" / "7.4.1-7.8.0.sh"
     assert removed_roles(STANDIN_ROOTFS / "root" / "entrypoint.sh") == removed_roles(fixture)
 
 
 def removed_roles(path: Path) -> list[str]:
-    res = subprocess.run([sys.executable, str(STRIP), str(path)], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, str(STRIP), str(path)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     return re.findall(r"^  lines? [\d-]+: (.+)$", res.stderr, re.M)
 
@@ -336,13 +363,19 @@ def removed_roles(path: Path) -> list[str]:
 def test_build_refuses_a_base_before_7_5_0(images: Images) -> None:
     """A base with Python < 3.11 (here bullseye's 3.9, like focal's 3.8) stops at the first
     step with the reason, before apt or pip run."""
-    res = images.podman.build("localhost/syncagent-secondary:too-old", REPO,
-                              DOCKER / "Dockerfile", build_args={"BASE": STANDIN_OLD},
-                              check=False)
+    res = images.podman.build(
+        "localhost/syncagent-secondary:too-old",
+        REPO,
+        DOCKER / "Dockerfile",
+        build_args={"BASE": STANDIN_OLD},
+        check=False,
+    )
     out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert ("syncagent needs a sidecar base image of X-Road 7.5.0 or later (Python >= 3.11); "
-            "this base has Python 3.9.") in out
+    assert (
+        "syncagent needs a sidecar base image of X-Road 7.5.0 or later (Python >= 3.11); "
+        "this base has Python 3.9."
+    ) in out
     assert "build FROM a 7.5.0+ secondary tag" in out
     assert "Traceback" not in out and "pip" not in out.replace("pipefail", "")
     assert "STEP 4/" not in out, "steps after the check ran"
@@ -355,8 +388,12 @@ def test_image_edits_only_the_sync(images: Images) -> None:
         return podman("run", "--rm", "--network", "none", image, "cat", path).stdout
 
     standin_entrypoint = STANDIN_ROOTFS / "root" / "entrypoint.sh"
-    stripped = subprocess.run([sys.executable, str(STRIP), str(standin_entrypoint)],
-                              capture_output=True, text=True, timeout=60)
+    stripped = subprocess.run(
+        [sys.executable, str(STRIP), str(standin_entrypoint)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert stripped.returncode == 0, stripped.stderr
     assert cat("/root/entrypoint.sh") == stripped.stdout
     assert cat("/root/entrypoint.sh.with-rsync") == standin_entrypoint.read_text()
@@ -365,25 +402,37 @@ def test_image_edits_only_the_sync(images: Images) -> None:
     before = cat("/etc/supervisor/conf.d/xroad.conf", STANDIN).splitlines()
     after = cat("/etc/supervisor/conf.d/xroad.conf").splitlines()
     start = before.index("[program:cron]")
-    end = next((i for i in range(start + 1, len(before)) if before[i].startswith("[")),
-               len(before))
+    end = next((i for i in range(start + 1, len(before)) if before[i].startswith("[")), len(before))
     assert after == before[:start] + before[end:]
-    assert cat("/etc/supervisor/supervisord.conf") == cat("/etc/supervisor/supervisord.conf",
-                                                           STANDIN)
-    assert cat("/etc/supervisor/conf.d/xroad-sync.conf") == (
-        DOCKER / "supervisor" / "xroad-sync.conf").read_text()
+    assert cat("/etc/supervisor/supervisord.conf") == cat(
+        "/etc/supervisor/supervisord.conf", STANDIN
+    )
+    assert (
+        cat("/etc/supervisor/conf.d/xroad-sync.conf")
+        == (DOCKER / "supervisor" / "xroad-sync.conf").read_text()
+    )
     control = configparser.RawConfigParser()
     control.read_string(cat("/etc/supervisor/conf.d/xroad-sync-control.conf"))
     assert dict(control["unix_http_server"]) == {"chown": "root:xroad", "chmod": "0770"}
-    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}",
-                               IMAGE).stdout)
+    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", IMAGE).stdout)
     assert config["Cmd"] == ["/usr/local/bin/syncagent-entrypoint"]
     assert "SYNCAGENT_EXEC=/root/entrypoint.sh" in config["Env"]
     assert "SYNCAGENT_FIRST_SYNC_BUDGET=120" in config["Env"]
-    assert podman("image", "inspect", "--format", "{{.ManifestType}}", IMAGE).stdout.strip() \
+    assert (
+        podman("image", "inspect", "--format", "{{.ManifestType}}", IMAGE).stdout.strip()
         == "application/vnd.docker.distribution.manifest.v2+json"
-    res = podman("run", "--rm", "--network", "none", IMAGE, "bash", "-c",
-                 "ls /etc/cron.d; /opt/syncagent/bin/python -c 'import pip'", check=False)
+    )
+    res = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "bash",
+        "-c",
+        "ls /etc/cron.d; /opt/syncagent/bin/python -c 'import pip'",
+        check=False,
+    )
     assert "xroad-state-sync" not in res.stdout
     assert "No module named 'pip'" in res.stderr
 
@@ -394,10 +443,11 @@ def test_builds_honour_the_dockerfiles_shell(images: Images) -> None:
     ctx = Path(tempfile.mkdtemp(prefix="syncagent-shell-"))
     try:
         (ctx / "Containerfile").write_text(
-            f"FROM {STANDIN}\nSHELL [\"/bin/bash\", \"-o\", \"pipefail\", \"-c\"]\n"
-            "RUN false | true\n")
-        res = images.podman.build("localhost/syncagent-shell-probe:test", ctx,
-                                  ctx / "Containerfile", check=False)
+            f'FROM {STANDIN}\nSHELL ["/bin/bash", "-o", "pipefail", "-c"]\nRUN false | true\n'
+        )
+        res = images.podman.build(
+            "localhost/syncagent-shell-probe:test", ctx, ctx / "Containerfile", check=False
+        )
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     assert res.returncode != 0, "RUN ran without pipefail: SHELL was ignored"
@@ -443,9 +493,13 @@ def test_first_sync_lands_before_the_xroad_programs_start(healthy: Secondary) ->
         assert rec["keyconf"] == want, prog
         assert rec["user"] == "xroad" and rec["home"] == "/var/lib/xroad", rec
     # ... and the steps the strip kept ran: admin account, gRPC keys, /var/tmp/xroad
-    res = healthy.c.exec("bash", "-c", "getent passwd xrd-admin >/dev/null && "
-                         "test -s /var/run/xroad/xroad-grpc-internal-env.properties && "
-                         "stat -c %U /var/tmp/xroad")
+    res = healthy.c.exec(
+        "bash",
+        "-c",
+        "getent passwd xrd-admin >/dev/null && "
+        "test -s /var/run/xroad/xroad-grpc-internal-env.properties && "
+        "stat -c %U /var/tmp/xroad",
+    )
     assert res.returncode == 0 and res.stdout.strip() == "xroad", res
 
 
@@ -467,16 +521,25 @@ def test_supervisord_runs_xroad_sync_and_no_cron(healthy: Secondary) -> None:
 def test_the_tree_is_the_primarys(healthy: Secondary) -> None:
     assert_tree_is_the_primarys(healthy)
     # node-local files are the image's own, and everything belongs to xroad
-    res = healthy.c.exec("bash", "-c", "crudini --get /etc/xroad/conf.d/node.ini node type; "
-                         "find /etc/xroad ! -user xroad")
+    res = healthy.c.exec(
+        "bash",
+        "-c",
+        "crudini --get /etc/xroad/conf.d/node.ini node type; find /etc/xroad ! -user xroad",
+    )
     assert res.stdout.splitlines() == ["slave"], res
 
 
 def test_the_secret_mount_is_read_only(healthy: Secondary) -> None:
-    res = healthy.c.exec("bash", "-c", "stat -c '%U %a %n' /etc/.ssh/id_rsa "
-                         "/etc/syncagent/known_hosts/known_hosts; touch /etc/.ssh/x")
-    assert res.stdout.splitlines() == ["root 644 /etc/.ssh/id_rsa",
-                                       "root 444 /etc/syncagent/known_hosts/known_hosts"]
+    res = healthy.c.exec(
+        "bash",
+        "-c",
+        "stat -c '%U %a %n' /etc/.ssh/id_rsa "
+        "/etc/syncagent/known_hosts/known_hosts; touch /etc/.ssh/x",
+    )
+    assert res.stdout.splitlines() == [
+        "root 644 /etc/.ssh/id_rsa",
+        "root 444 /etc/syncagent/known_hosts/known_hosts",
+    ]
     assert "Read-only file system" in res.stderr
     assert re.search(r"^syncagent_connected 1\.0$", healthy.metrics(), re.M)
 
@@ -496,7 +559,7 @@ def test_readyz_follows_x_roads_health_check(healthy: Secondary) -> None:
 
 def reloads(sec: Secondary) -> dict[tuple[str, str], float]:
     out = {}
-    for m in re.finditer(r'^syncagent_reload_total\{(.*?)\} (\S+)$', sec.metrics(), re.M):
+    for m in re.finditer(r"^syncagent_reload_total\{(.*?)\} (\S+)$", sec.metrics(), re.M):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
         out[labels["rule"], labels["result"]] = float(m.group(2))
     return out
@@ -508,17 +571,26 @@ def test_a_change_arrives_and_every_suggested_reload_rule_runs(healthy: Secondar
     local_ini.write_text(local_ini.read_text() + "; changed by test_image\n")
     age(healthy.remote)
     new = sha256(local_ini)
-    until(lambda: healthy.tree().get("conf.d/local.ini") == ("file", new),
-          "the change inside the container", 20)
+    until(
+        lambda: healthy.tree().get("conf.d/local.ini") == ("file", new),
+        "the change inside the container",
+        20,
+    )
     rules = ("proxy", "signer", "proxy-ui-api")
-    until(lambda: all(reloads(healthy).get((r, "ok"), 0) >= 1 for r in rules),
-          f"reload rules {rules} ok", 30)
+    until(
+        lambda: all(reloads(healthy).get((r, "ok"), 0) >= 1 for r in rules),
+        f"reload rules {rules} ok",
+        30,
+    )
     assert not any(v for (_, result), v in reloads(healthy).items() if result != "ok")
     # each rule restarted its program, which then read the new file
     for rule in rules:
         prog = f"xroad-{rule}"
-        rec = until(lambda p=prog: (r := healthy.record(p)) and r["local_ini"] == new and r,
-                    f"{prog} restarted on the new conf.d/local.ini", 20)
+        rec = until(
+            lambda p=prog: (r := healthy.record(p)) and r["local_ini"] == new and r,
+            f"{prog} restarted on the new conf.d/local.ini",
+            20,
+        )
         assert rec["pid"] != before[prog]["pid"]  # type: ignore[index]
     assert healthy.record("xroad-confclient") == before["xroad-confclient"], "no rule for it"
     wait_ready(healthy, 20)
@@ -535,7 +607,8 @@ def test_podman_stop_ends_within_the_grace_period_with_exit_0(
     assert (status, code) == ("exited", 0), healthy.diagnostics()
     assert took < 15, f"podman stop took {took:.1f}s of its 30 s grace"
     assert re.search(r"stopped: xroad-sync \(exit status 0\)", healthy.c.logs()), (
-        healthy.diagnostics())
+        healthy.diagnostics()
+    )
 
 
 # ---- 3. the entrypoint's branches ---------------------------------------------------------------
@@ -563,8 +636,10 @@ def test_entrypoint_branches_as_documented(images: Images, pod: Pod, tree_area: 
         assert "sync.interval (env SYNCAGENT_SYNC_INTERVAL)" in logs
         assert "supervisord" not in logs.replace("exec /usr/bin/supervisord", "")
         # 3 and 4: start not-ready at once, long before the 30 s budget
-        for name, word in (("rejected", "rejected by validation (exit 3)"),
-                           ("not-initialized", "primary not initialized yet (exit 4)")):
+        for name, word in (
+            ("rejected", "rejected by validation (exit 3)"),
+            ("not-initialized", "primary not initialized yet (exit 4)"),
+        ):
             sec = cases[name]
             until(lambda s=sec: s.get("/healthz")[0] == 200, f"{name}: /healthz", 30)
             assert time.monotonic() - started < 25, f"{name}: spent the budget"
@@ -590,13 +665,17 @@ def test_budget_exceeded_then_readiness_follows_the_sync(
     pod = Pod.for_sshd(fresh_sshd)
     remote = new_primary(tree_area)
     fresh_sshd.stop()
-    sec = start(images, pod, remote, SYNCAGENT_FIRST_SYNC_BUDGET="4",
-                SYNCAGENT_SYNC_MAX_STALENESS="4")
+    sec = start(
+        images, pod, remote, SYNCAGENT_FIRST_SYNC_BUDGET="4", SYNCAGENT_SYNC_MAX_STALENESS="4"
+    )
     try:
         until(lambda: sec.get("/healthz")[0] == 200, "/healthz after the budget", 40)
         logs = sec.c.logs()
-        assert re.search(r"first sync failed \(exit 1\) for 4s, \d+ attempt\(s\): "
-                         "starting not-ready", logs), sec.diagnostics()
+        assert re.search(
+            r"first sync failed \(exit 1\) for 4s, \d+ attempt\(s\): "
+            "starting not-ready",
+            logs,
+        ), sec.diagnostics()
         assert "first sync failed (exit 1), attempt 1; retrying in" in logs
         assert sec.readyz() == 503
         fresh_sshd.start()
@@ -626,8 +705,9 @@ def test_podman_kill_then_start_recovers_a_consistent_tree(
     sec = start(images, pod, remote)
     try:
         wait_ready(sec)
-        (agent,) = until(lambda: sec.c.host_pids("/opt/syncagent/bin/syncagent run"),
-                         "the agent's pid", 15)
+        (agent,) = until(
+            lambda: sec.c.host_pids("/opt/syncagent/bin/syncagent run"), "the agent's pid", 15
+        )
         journal = sec.c.upper_dir() / "etc" / "xroad" / ".syncagent" / "journal.json"
         caught = False
         for round_ in range(3):
@@ -636,8 +716,7 @@ def test_podman_kill_then_start_recovers_a_consistent_tree(
                 (bulk / f"d{d:02}").mkdir(parents=True)
                 for f in range(25):
                     (bulk / f"d{d:02}" / f"f{f:02}.txt").write_text(f"{round_} {d} {f}\n")
-            subprocess.run(["chown", "-R", "{}:{}".format(*xroad_ids()), str(bulk)],
-                           check=True)
+            subprocess.run(["chown", "-R", "{}:{}".format(*xroad_ids()), str(bulk)], check=True)
             age(remote)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not journal.exists():
@@ -681,10 +760,13 @@ def test_first_sync_works_on_root_owned_directories(
         images.podman.build(tag, ctx, ctx / "Containerfile")
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
-    assert images.podman("run", "--rm", "--network", "none", tag, "stat", "-c", "%U",
-                         "/etc/xroad/signer").stdout.strip() == "root"
-    sec = start(images, pod, new_primary(tree_area), image=tag,
-                SYNCAGENT_FIRST_SYNC_BUDGET="10")
+    assert (
+        images.podman(
+            "run", "--rm", "--network", "none", tag, "stat", "-c", "%U", "/etc/xroad/signer"
+        ).stdout.strip()
+        == "root"
+    )
+    sec = start(images, pod, new_primary(tree_area), image=tag, SYNCAGENT_FIRST_SYNC_BUDGET="10")
     try:
         wait_ready(sec, 40)
         logs = sec.c.logs()
@@ -694,4 +776,3 @@ def test_first_sync_works_on_root_owned_directories(
         assert_tree_is_the_primarys(sec)
     finally:
         sec.c.remove()
-

@@ -63,12 +63,6 @@ SHIPPED_COMMAND = "command=/opt/syncagent/bin/syncagent run"
 KEYCONF = "signer/keyconf.xml"
 
 
-
-
-
-
-
-
 def ready(url: str) -> bool:
     return get(url + "/readyz")[0] == 200
 
@@ -108,9 +102,12 @@ class Secondary:
 
     def env_for_cli(self) -> dict[str, str]:
         """Enough for `syncagent status` to find the agent's state dir."""
-        return {**clean_env(), "SYNCAGENT_SYNC_TARGET": str(self.target),
-                "SYNCAGENT_PRIMARY_HOST": "unused", "SYNCAGENT_PRIMARY_HOST_KEY_POLICY":
-                "accept-new"}
+        return {
+            **clean_env(),
+            "SYNCAGENT_SYNC_TARGET": str(self.target),
+            "SYNCAGENT_PRIMARY_HOST": "unused",
+            "SYNCAGENT_PRIMARY_HOST_KEY_POLICY": "accept-new",
+        }
 
     def env(self, sshd: Sshd, remote: Path, **extra: str) -> dict[str, str]:
         """Agent settings as SYNCAGENT_* env, the way the image passes per-deployment ones."""
@@ -141,8 +138,9 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
 def _runs_as(uid: int, gid: int, cmd: list[str]) -> bool:
     """Whether ``cmd`` starts after a plain setuid/setgid, as supervisord does it."""
     try:
-        res = subprocess.run(cmd, user=uid, group=gid, extra_groups=[], capture_output=True,
-                             timeout=60)
+        res = subprocess.run(
+            cmd, user=uid, group=gid, extra_groups=[], capture_output=True, timeout=60
+        )
     except OSError:
         return False
     return res.returncode == 0
@@ -170,8 +168,12 @@ def agent_bin(sshd: Sshd) -> Iterator[Path]:
     base = make_traversable_dir("syncagent-xroad-venv-")
     try:
         venv = base / "venv"
-        subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [system, "-m", "venv", "--without-pip", str(venv)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         (venv / "lib").chmod(0o755)
         (site,) = (venv / "lib").glob("python3*/site-packages")
         ours = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
@@ -180,8 +182,7 @@ def agent_bin(sshd: Sshd) -> Iterator[Path]:
         )
         agent = venv / "bin" / "syncagent"
         agent.write_text(
-            f"#!{venv}/bin/python\n"
-            "import sys\nfrom syncagent.cli import main\nsys.exit(main())\n"
+            f"#!{venv}/bin/python\nimport sys\nfrom syncagent.cli import main\nsys.exit(main())\n"
         )
         agent.chmod(0o755)
         assert _runs_as(pw.pw_uid, pw.pw_gid, [str(agent), "--help"]), f"{agent} fails as xroad"
@@ -305,7 +306,9 @@ class Supervisord:
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(self.conf), *args],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def diagnostics(self) -> str:
@@ -351,7 +354,10 @@ def running_supervisord(
     with (base / "stdout").open("ab") as out:
         proc = subprocess.Popen(
             [str(supervisord_bin), "-c", str(base / "supervisord.conf")],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     sv = Supervisord(base, proc, http)
     try:
@@ -376,7 +382,8 @@ def supervisord(
     sshd: Sshd, primary_tree: Path, secondary: Secondary, agent_bin: Path
 ) -> Iterator[Supervisord]:
     env = secondary.env(
-        sshd, primary_tree,
+        sshd,
+        primary_tree,
         SYNCAGENT_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
         SYNCAGENT_SYNC_INTERVAL="2",
     )
@@ -418,8 +425,7 @@ def test_supervisord_runs_the_shipped_program(
 
     # A crash: supervisord restarts it (autorestart=true), and the new agent is ready again.
     os.kill(pid, signal.SIGKILL)
-    info = until(lambda: sv.running(other_than=pid), "a restarted xroad-sync",
-                 startsecs + 20)
+    info = until(lambda: sv.running(other_than=pid), "a restarted xroad-sync", startsecs + 20)
     new_pid = info["pid"]
     assert new_pid != pid
     assert "exited: xroad-sync (terminated by SIGKILL; not expected)" in sv.log()
@@ -436,8 +442,11 @@ def test_supervisord_runs_the_shipped_program(
     assert info["statename"] == "STOPPED" and info["exitstatus"] == 0, info
     assert "stopped: xroad-sync (exit status 0)" in sv.log(), sv.diagnostics()
     assert not Path(f"/proc/{new_pid}").exists()
-    until(lambda: "stopped" in [e.get("event") for e in json_lines(sv.stdout())],
-          "the agent's 'stopped' line on supervisord's stdout", 5)
+    until(
+        lambda: "stopped" in [e.get("event") for e in json_lines(sv.stdout())],
+        "the agent's 'stopped' line on supervisord's stdout",
+        5,
+    )
     assert not (state_dir / "daemon.pid").exists()
 
 
@@ -450,8 +459,7 @@ STAND_INS = {  # what the X-Road launchers exec, as the process table shows it
 def stand_in_programs() -> str:
     sleep = "/usr/bin/perl -e 'sleep 1e7'"  # perl-base is essential: on every Debian
     return "".join(
-        f"[program:{name}]\ncommand={sleep} {main}\nuser=xroad\nautostart=false\n"
-        "startsecs=0\n"
+        f"[program:{name}]\ncommand={sleep} {main}\nuser=xroad\nautostart=false\nstartsecs=0\n"
         for name, main in STAND_INS.items()
     )
 
@@ -479,26 +487,41 @@ def test_a_change_waits_for_the_programs_that_read_it_until_they_restart(
     local_ini = primary_tree / "conf.d" / "local.ini"
     local_ini.write_text(local_ini.read_text() + "; a change both programs read at start\n")
     age(primary_tree)
-    until(lambda: pending() == {"xroad-proxy": 1, "xroad-signer": 1},
-          "both programs pending a restart", 20)
-    since = metric(get(sv.http + "/metrics")[1],
-                   "syncagent_restart_pending_since_timestamp_seconds", program="xroad-proxy")
+    until(
+        lambda: pending() == {"xroad-proxy": 1, "xroad-signer": 1},
+        "both programs pending a restart",
+        20,
+    )
+    since = metric(
+        get(sv.http + "/metrics")[1],
+        "syncagent_restart_pending_since_timestamp_seconds",
+        program="xroad-proxy",
+    )
     assert since is not None and time.time() - 60 < since <= time.time()
     doc = json.loads(get(sv.http + "/status")[1])
     assert set(doc["restart_pending"]) == {"xroad-proxy", "xroad-signer"}
 
     res = sv.ctl("restart", "xroad-proxy")
     assert res.returncode == 0, res
-    until(lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 1},
-          "the restarted proxy cleared, the signer still pending", 20)
+    until(
+        lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 1},
+        "the restarted proxy cleared, the signer still pending",
+        20,
+    )
     status = subprocess.run(
         [str(Path(sys.executable).parent / "syncagent"), "status"],
-        env=secondary.env_for_cli(), capture_output=True, text=True, timeout=30,
+        env=secondary.env_for_cli(),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert "restart pending: xroad-signer" in status.stdout, status
     sv.ctl("stop", "xroad-signer")
-    until(lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 0},
-          "a stopped signer reads the new files when it starts", 20)
+    until(
+        lambda: pending() == {"xroad-proxy": 0, "xroad-signer": 0},
+        "a stopped signer reads the new files when it starts",
+        20,
+    )
 
 
 PUBLISH_PROGRAM = DOCKER / "supervisor" / "syncagent-publish.conf"
@@ -525,8 +548,14 @@ def test_supervisord_runs_the_shipped_publisher(
         "SYNCAGENT_LOG_FORMAT": "json",
     }
     with running_supervisord({"syncagent-publish.conf": section}, env) as sv:
-        info = until(lambda: sv.info("syncagent-publish").get("statename") == "RUNNING"
-                     and sv.info("syncagent-publish"), "syncagent-publish RUNNING", 20)
+        info = until(
+            lambda: (
+                sv.info("syncagent-publish").get("statename") == "RUNNING"
+                and sv.info("syncagent-publish")
+            ),
+            "syncagent-publish RUNNING",
+            20,
+        )
         assert proc_status(info["pid"])["Uid"].split()[0] == str(xroad.pw_uid)
         until(lambda: (pub / HEAD_NAME).exists(), "the first HEAD", 30)
         first = parse_head((pub / HEAD_NAME).read_bytes())
@@ -538,8 +567,11 @@ def test_supervisord_runs_the_shipped_publisher(
         assert result.generation == first.generation
 
         key = add_softtoken_key(primary_tree)
-        until(lambda: parse_head((pub / HEAD_NAME).read_bytes()).sequence > first.sequence,
-              "a new HEAD for the change", 30)
+        until(
+            lambda: parse_head((pub / HEAD_NAME).read_bytes()).sequence > first.sequence,
+            "a new HEAD for the change",
+            30,
+        )
         again = asyncio.run(sync(settings))
         assert again.outcome is Outcome.APPLIED and again.source == "published", again
         assert (target / f"signer/softtoken/{key}.p12").exists()
@@ -578,8 +610,9 @@ def run_entrypoint(
         "SYNCAGENT_EXEC": f"{script} {marker} supervisord",
     }
     t0 = time.monotonic()
-    res = subprocess.run(["bash", str(ENTRYPOINT)], env=full, capture_output=True, text=True,
-                         timeout=timeout)
+    res = subprocess.run(
+        ["bash", str(ENTRYPOINT)], env=full, capture_output=True, text=True, timeout=timeout
+    )
     return EntrypointRun(res, time.monotonic() - t0, marker)
 
 
@@ -617,10 +650,15 @@ def test_entrypoint_primary_down(
 ) -> None:
     budget = 4
     run = run_entrypoint(
-        agent_bin, secondary,
-        secondary.env(sshd, primary_tree, SYNCAGENT_FIRST_SYNC_BUDGET=str(budget),
-                      SYNCAGENT_FIRST_SYNC_RETRY="1",
-                      SYNCAGENT_PRIMARY_PORT=str(free_port())),  # nothing listens there
+        agent_bin,
+        secondary,
+        secondary.env(
+            sshd,
+            primary_tree,
+            SYNCAGENT_FIRST_SYNC_BUDGET=str(budget),
+            SYNCAGENT_FIRST_SYNC_RETRY="1",
+            SYNCAGENT_PRIMARY_PORT=str(free_port()),
+        ),  # nothing listens there
         timeout=60,
     )
     assert run.res.returncode == 0, run.res.stderr
@@ -639,7 +677,8 @@ def test_entrypoint_bad_config(
     sshd: Sshd, primary_tree: Path, secondary: Secondary, agent_bin: Path
 ) -> None:
     run = run_entrypoint(
-        agent_bin, secondary,
+        agent_bin,
+        secondary,
         secondary.env(sshd, primary_tree, SYNCAGENT_SYNC_INTERVAL="every minute"),
     )
     assert run.res.returncode == 2, run.res.stderr
@@ -665,12 +704,13 @@ class Prometheus:
 
     def start(self, targets: list[str]) -> None:
         config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
-                       "evaluation_interval": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
             "rule_files": [str(ALERTS)],  # the shipped file itself, not a copy
-            "scrape_configs": [
-                {"job_name": "syncagent", "static_configs": [{"targets": targets}]}
-            ],
+            "scrape_configs": [{"job_name": "syncagent", "static_configs": [{"targets": targets}]}],
         }
         (self.base / "prometheus.yml").write_text(yaml.safe_dump(config))
         with (self.base / "prometheus.log").open("ab") as log:
@@ -681,7 +721,10 @@ class Prometheus:
                     f"--storage.tsdb.path={self.base / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                 ],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.base,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.base,
             )
 
     def log(self) -> str:
@@ -737,8 +780,12 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 
 ALERT_NAMES = {
-    "XRoadSyncStale", "XRoadSyncFailing", "XRoadSyncGenerationsDiverge",
-    "XRoadSecondaryNotReady", "XRoadSyncPausedTooLong", "XRoadSyncVersionSkew",
+    "XRoadSyncStale",
+    "XRoadSyncFailing",
+    "XRoadSyncGenerationsDiverge",
+    "XRoadSecondaryNotReady",
+    "XRoadSyncPausedTooLong",
+    "XRoadSyncVersionSkew",
     "XRoadRestartPending",
 }
 DISTINCT_GENERATIONS = "count(count by (generation) (syncagent_generation_info))"
@@ -753,11 +800,13 @@ def test_prometheus_scrapes_agents_with_the_shipped_rules(
         target = d / "etc-xroad"
         target.mkdir(parents=True, mode=0o751)
         build_secondary_local(target)
-        agents.append(Agent(
-            daemon_overrides(fresh_sshd, primary_tree, target, sync__interval=1),
-            d,
-            {"SYNCAGENT_SYNC_DISABLE_FLAG": str(d / "sync-disabled")},
-        ))
+        agents.append(
+            Agent(
+                daemon_overrides(fresh_sshd, primary_tree, target, sync__interval=1),
+                d,
+                {"SYNCAGENT_SYNC_DISABLE_FLAG": str(d / "sync-disabled")},
+            )
+        )
     a, b = agents
     ia, ib = (x.overrides["http.listen"] for x in agents)
     try:
@@ -778,6 +827,7 @@ def _check_dashboard(prom: Prometheus, instances: set[str]) -> None:
     """Every panel of the shipped Grafana dashboard returns series for both replicas."""
     for title, exprs in panel_queries(job="syncagent").items():
         for expr in exprs:
+
             def answered(e: str = expr) -> bool:
                 result = prom.query(e)
                 seen = {r["metric"].get("instance") for r in result}
@@ -797,8 +847,11 @@ def _check_prometheus(
     prom: Prometheus, sshd: Sshd, primary: Path, a: Agent, b: Agent, ia: str, ib: str
 ) -> None:
     # Both agents scraped and ready.
-    until(lambda: prom.by_instance("syncagent_ready") == {ia: 1.0, ib: 1.0},
-          "syncagent_ready == 1 for both agents", 20)
+    until(
+        lambda: prom.by_instance("syncagent_ready") == {ia: 1.0, ib: 1.0},
+        "syncagent_ready == 1 for both agents",
+        20,
+    )
 
     # syncagent_generation_info: one series per agent, labelled with its /status generation.
     gen = _status(a)["generation"]
@@ -810,14 +863,20 @@ def _check_prometheus(
             out.setdefault(r["metric"]["instance"], []).append(r["metric"]["generation"])
         return out
 
-    until(lambda: generations() == {ia: [gen], ib: [gen]},
-          f"one generation_info series per agent with generation {gen}", 15)
+    until(
+        lambda: generations() == {ia: [gen], ib: [gen]},
+        f"one generation_info series per agent with generation {gen}",
+        15,
+    )
     assert prom.scalar(DISTINCT_GENERATIONS) == 1
 
     ages = prom.by_instance("time() - syncagent_last_success_timestamp_seconds")
     assert ages.keys() == {ia, ib} and all(-2 < v < 30 for v in ages.values()), ages
-    until(lambda: prom.by_instance("syncagent_consecutive_failures") == {ia: 0.0, ib: 0.0},
-          "no failures against a healthy primary", 10)
+    until(
+        lambda: prom.by_instance("syncagent_consecutive_failures") == {ia: 0.0, ib: 0.0},
+        "no failures against a healthy primary",
+        10,
+    )
 
     # The shipped rules are loaded, evaluated without errors, and quiet in a healthy cluster.
     def rules_ok() -> dict[str, Any] | None:
@@ -850,33 +909,51 @@ def _check_prometheus(
 
     new = until(moved_on, "a new generation on a", 20)
     assert _status(b)["generation"] == gen
-    until(lambda: generations() == {ia: [new], ib: [gen]},
-          "prometheus to see the new generation on a only", 15)
+    until(
+        lambda: generations() == {ia: [new], ib: [gen]},
+        "prometheus to see the new generation on a only",
+        15,
+    )
     assert prom.scalar(DISTINCT_GENERATIONS) == 2
     # b's scrapes run on their own clock: its latest may still predate the pause
-    until(lambda: prom.by_instance("syncagent_paused") == {ia: 0.0, ib: 1.0},
-          "syncagent_paused 1 for b only", 10)
+    until(
+        lambda: prom.by_instance("syncagent_paused") == {ia: 0.0, ib: 1.0},
+        "syncagent_paused 1 for b only",
+        10,
+    )
 
     # ... and the shipped rules see it: divergence and pause alerts pending (their `for:` is long).
     def pending() -> set[tuple[str, str]]:
-        return {(r["metric"]["alertname"], r["metric"].get("instance", ""))
-                for r in prom.query('ALERTS{alertstate="pending"}')}
+        return {
+            (r["metric"]["alertname"], r["metric"].get("instance", ""))
+            for r in prom.query('ALERTS{alertstate="pending"}')
+        }
 
-    until(lambda: pending() == {("XRoadSyncGenerationsDiverge", ""),
-                                ("XRoadSyncPausedTooLong", ib)},
-          "XRoadSyncGenerationsDiverge and XRoadSyncPausedTooLong pending", 15)
+    until(
+        lambda: pending() == {("XRoadSyncGenerationsDiverge", ""), ("XRoadSyncPausedTooLong", ib)},
+        "XRoadSyncGenerationsDiverge and XRoadSyncPausedTooLong pending",
+        15,
+    )
 
     # The primary goes away: a counts failures but stays ready on its last good generation.
     lost_at = time.monotonic()
     sshd.stop()
-    until(lambda: prom.by_instance(f'syncagent_consecutive_failures{{instance="{ia}"}} > 0'),
-          "syncagent_consecutive_failures > 0 for a in prometheus", 20)
+    until(
+        lambda: prom.by_instance(f'syncagent_consecutive_failures{{instance="{ia}"}} > 0'),
+        "syncagent_consecutive_failures > 0 for a in prometheus",
+        20,
+    )
     window = int(time.monotonic() - lost_at) + 3
-    assert prom.by_instance(f'min_over_time(syncagent_ready{{instance="{ia}"}}[{window}s])') \
-        == {ia: 1.0}, "a stopped being ready when the primary went away"
+    assert prom.by_instance(f'min_over_time(syncagent_ready{{instance="{ia}"}}[{window}s])') == {
+        ia: 1.0
+    }, "a stopped being ready when the primary went away"
     assert prom.by_instance("syncagent_ready") == {ia: 1.0, ib: 1.0}
     # (the first failure may be the dropped session itself; the retries cannot connect)
     until(lambda: _status(a)["last_reason"] == "connect", "a's failures to be [connect]", 15)
-    until(lambda: prom.by_instance(
-        f'syncagent_failures_total{{instance="{ia}", reason="connect"}} >= 1'),
-        'syncagent_failures_total{reason="connect"} in prometheus', 10)
+    until(
+        lambda: prom.by_instance(
+            f'syncagent_failures_total{{instance="{ia}", reason="connect"}} >= 1'
+        ),
+        'syncagent_failures_total{reason="connect"} in prometheus',
+        10,
+    )

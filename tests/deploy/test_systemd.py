@@ -159,8 +159,6 @@ install -d -o xroad -g xroad -m 0750 /var/tmp/xroad
 NODE_INI = "[node]\ntype = slave\n"
 
 
-
-
 def readme_commands(heading: str) -> list[str]:
     """The commands of the first indented block after ``heading`` in systemd/README.md."""
     lines = SYSTEMD_README.read_text().splitlines()

@@ -301,8 +301,6 @@ def ensure_wheelhouse(
 # ---- processes ------------------------------------------------------------------------------
 
 
-
-
 def _nspid(pid: int) -> list[int]:
     """The pid in each nested pid namespace, outermost first (``NSpid:`` of /proc/PID/status)."""
     try:

@@ -87,12 +87,19 @@ class Podman:
     def env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERS_CONF": str(self.conf)}
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120,
-                 input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``podman ARGS``; with ``check``, a failure raises with podman's own words."""
         t0 = time.monotonic()
-        res = subprocess.run(["podman", *args], capture_output=True, text=True, env=self.env,
-                             timeout=timeout, input=input)
+        res = subprocess.run(
+            ["podman", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            input=input,
+        )
         self.log.append(f"{time.monotonic() - t0:6.1f}s podman {' '.join(args)[:160]}")
         if check and res.returncode != 0:
             raise AssertionError(
@@ -108,15 +115,36 @@ class Podman:
         log = CACHE / f"standin-{suite}.log"
         with log.open("w") as out:
             return subprocess.Popen(
-                [sys.executable, str(STANDIN_BUILD), "--suite", suite], stdout=subprocess.PIPE,
-                stderr=out, text=True, env=self.env,
+                [sys.executable, str(STANDIN_BUILD), "--suite", suite],
+                stdout=subprocess.PIPE,
+                stderr=out,
+                text=True,
+                env=self.env,
             )
 
-    def build(self, tag: str, context: Path, dockerfile: Path, *,
-              build_args: Mapping[str, str] = {}, volumes: Sequence[str] = (),
-              check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        args = ["build", "--format", "docker", "--network", "host", "--layers", "-f",
-                str(dockerfile), "-t", tag]
+    def build(
+        self,
+        tag: str,
+        context: Path,
+        dockerfile: Path,
+        *,
+        build_args: Mapping[str, str] = {},
+        volumes: Sequence[str] = (),
+        check: bool = True,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        args = [
+            "build",
+            "--format",
+            "docker",
+            "--network",
+            "host",
+            "--layers",
+            "-f",
+            str(dockerfile),
+            "-t",
+            tag,
+        ]
         for k, v in build_args.items():
             args += ["--build-arg", f"{k}={v}"]
         for v in volumes:
@@ -124,14 +152,28 @@ class Podman:
         return self(*args, str(context), check=check, timeout=timeout)
 
     def python_version(self, image: str) -> str:
-        res = self("run", "--rm", "--network", "none", image, "python3", "-c",
-                   "import sys; print('%d.%d' % sys.version_info[:2])")
+        res = self(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "python3",
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2])",
+        )
         return res.stdout.strip()
 
     # ---- containers ----------------------------------------------------------------------------
 
-    def start(self, image: str, env: Mapping[str, str], *, mounts: Sequence[str] = (),
-              name: str | None = None) -> Container:
+    def start(
+        self,
+        image: str,
+        env: Mapping[str, str],
+        *,
+        mounts: Sequence[str] = (),
+        name: str | None = None,
+    ) -> Container:
         """``podman run -d`` on the host network."""
         name = name or f"syncagent-test-{uuid.uuid4().hex[:10]}"
         args = ["run", "-d", "--name", name, "--network", "host", "--stop-timeout", "30"]
@@ -152,8 +194,9 @@ class Container:
         res = self.podman("logs", self.name, check=False)
         return res.stdout + res.stderr
 
-    def exec(self, *cmd: str, user: str | None = None, check: bool = False,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, *cmd: str, user: str | None = None, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         args = ["exec", *(["--user", user] if user else []), self.name, *cmd]
         return self.podman(*args, check=check, timeout=timeout)
 
@@ -186,13 +229,18 @@ class Container:
                 with contextlib.suppress(OSError):
                     stat = (entry / "stat").read_text()
                     children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(
-                        int(entry.name))
+                        int(entry.name)
+                    )
         found, todo = [], [root]
         while todo:
             pid = todo.pop()
             with contextlib.suppress(OSError):
-                if needle in (Path(f"/proc/{pid}/cmdline").read_bytes()
-                              .replace(b"\0", b" ").decode(errors="replace")):
+                if needle in (
+                    Path(f"/proc/{pid}/cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                ):
                     found.append(pid)
             todo += children.get(pid, [])
         return found
@@ -208,7 +256,8 @@ def _platforms() -> list[str]:
     """manylinux tags a bookworm (glibc 2.36) interpreter accepts, for pip download."""
     arch = platform.machine()
     return [f"manylinux_2_{minor}_{arch}" for minor in range(36, 16, -1)] + [
-        f"manylinux2014_{arch}"]
+        f"manylinux2014_{arch}"
+    ]
 
 
 def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
@@ -218,8 +267,11 @@ def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
     what the image installs is what the host fetched; the build stage never reaches an index).
     """
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    requirements = [*project["build-system"]["requires"], "wheel",
-                    *project["project"]["dependencies"]]
+    requirements = [
+        *project["build-system"]["requires"],
+        "wheel",
+        *project["project"]["dependencies"],
+    ]
     spec = {"python": python, "platforms": _platforms(), "requirements": requirements}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     dest = CACHE / "wheelhouse" / key
@@ -229,14 +281,33 @@ def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     abi = "cp" + python.replace(".", "")
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--dest", str(tmp), "--only-binary=:all:", "--python-version", python,
-           "--implementation", "cp", "--abi", abi, "--abi", "abi3", "--abi", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--dest",
+        str(tmp),
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
     for plat in _platforms():
         cmd += ["--platform", plat]
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}  # the index only
-    res = subprocess.run([*cmd, *requirements], capture_output=True, text=True, env=env,
-                         timeout=600)
+    res = subprocess.run(
+        [*cmd, *requirements], capture_output=True, text=True, env=env, timeout=600
+    )
     assert res.returncode == 0, f"pip download failed:\n{res.stdout}\n{res.stderr}"
     (tmp / ".complete").write_text(json.dumps(spec, indent=1))
     shutil.rmtree(dest, ignore_errors=True)

@@ -146,7 +146,6 @@ def test_an_x_road_8_primary_is_initialised_without_keyconf() -> None:
     assert missing_required([], [], 9) == ["conf.d"]
 
 
-
 # --------------------------------------------------------------------------- releases
 
 

@@ -1,8 +1,8 @@
 """One sync, end to end: connect, list, plan, stage, re-list, validate, apply, report.
 
 This is the only module that knows the order of the pipeline, and it holds nothing else: each
-step lives in its own module. It also chooses the remote snapshot: the primary's publish dir
-(published.py) when a HEAD there is fresh, else the walk (snapshot.py, plan.py, stage.py).
+step lives in its own module. The remote snapshot is the primary's publish dir when
+published.py finds a fresh HEAD there, else the walk (snapshot.py, plan.py, stage.py).
 Blocking disk work runs in a thread so the daemon's HTTP endpoints stay responsive.
 """
 
@@ -26,9 +26,7 @@ from .livetree import LiveTree, absent, scan
 from .manifest import Manifest, Record, generation_id, live_identity_records, new_records
 from .plan import diff, plan_fetch, trusted_live
 from .preconditions import check_initialized, compare_releases, hold_on_skew
-from .publication import Head
-from .publish_rules import HeadVerdict, Seen, judge_head, live_matches
-from .published import read_head, read_manifest, stage_published
+from .published import choose_head, remember_head, take_published
 from .report import Outcome, SyncResult, outcome_for
 from .settings import Settings, SyncSettings
 from .snapshot import Limits, list_tree, restat
@@ -145,103 +143,6 @@ class _Snapshot:
     verify_only: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _Followed:
-    """The HEAD this sync follows, and what it means for the live generation."""
-
-    publish_dir: str
-    head: Head
-    verdict: HeadVerdict
-
-
-async def _choose_source(
-    settings: Settings,
-    session: Session,
-    state: StateDir,
-    current: Manifest | None,
-    result: SyncResult,
-) -> _Followed | None:
-    """The publish dir when it has a fresh HEAD, None for the walk (the result says why)."""
-    publish_dir = settings.primary.published_root
-    if publish_dir is None:
-        return None
-    read = await read_head(session, publish_dir)
-    head = read.head
-    if head is None:
-        result.source_note = read.why
-        if settings.primary.publish_dir != "auto":  # asked for by path: worth a line
-            log.warning("walking", why=read.why)
-        return None
-    seen = await asyncio.to_thread(state.seen_head)
-    verdict = judge_head(head, seen, current.generation if current else None, time.time())
-    if verdict is HeadVerdict.STALE:
-        result.source_note = (
-            f"{publish_dir}/HEAD was last confirmed at {head.checked_at:.0f}: the publisher "
-            "has stopped"
-        )
-        log.warning("walking", why=result.source_note)
-        return None
-    if verdict is HeadVerdict.ROLLBACK:
-        assert seen is not None
-        raise SyncError(
-            Reason.PUBLISH_ROLLBACK,
-            f"the primary's HEAD names generation {head.generation} #{head.sequence}, but "
-            f"#{seen.sequence} ({seen.generation}) was already applied: a publish going "
-            "back is refused (`syncagent accept-rollback` on this node follows it deliberately)",
-        )
-    result.source = "published"
-    result.followed = (head.generation, head.sequence)
-    return _Followed(publish_dir, head, verdict)
-
-
-async def _published_snapshot(
-    settings: Settings,
-    session: Session,
-    state: StateDir,
-    current: Manifest | None,
-    trusted: Manifest | None,
-    followed: _Followed,
-    result: SyncResult,
-) -> _Snapshot | None:
-    """Fetch what the HEAD's manifest has that this secondary lacks; None: the live tree
-    already is the generation HEAD names (one read, nothing else)."""
-    sync = settings.sync
-    listed_at = time.time()
-    seeding = await asyncio.to_thread(absent, sync.target, sync.seed)
-    pf = sync.path_filter(seeding)
-    live = await asyncio.to_thread(scan, sync.target, pf)
-    if (
-        followed.verdict is HeadVerdict.CURRENT
-        and current is not None
-        and trusted is current
-        and live_matches(live, current)
-    ):
-        return None
-    if seeding:
-        log.info("seeding", paths=list(seeding), why="absent here: copied once from the primary")
-    tree = await read_manifest(session, followed.publish_dir, followed.head, Limits.of(sync), pf)
-    if sync.xroad_checks:
-        await check_initialized(session, settings.primary.remote_root, tree.listing)
-    await asyncio.to_thread(fresh_dir, state.candidate)
-    staged = await stage_published(
-        session, followed.publish_dir, tree, live, trusted, state.candidate, Ownership.of(sync)
-    )
-    result.files_fetched += len(staged.fetched)
-    result.bytes_fetched += staged.nbytes
-    fetched = staged.fetched
-    return _Snapshot(tree.listing, listed_at, live, staged.known, set(fetched), fetched, ())
-
-
-async def _remember_head(
-    state: StateDir, followed: _Followed | None, generation: str, run: _Run
-) -> None:
-    """A sync that followed a HEAD raises the sequence floor for the next one."""
-    if followed is None or run.dry_run:
-        return
-    head = followed.head
-    await asyncio.to_thread(state.write_seen_head, Seen(head.generation, head.sequence, generation))
-
-
 async def _stable_snapshot(
     settings: Settings,
     session: Session,
@@ -332,15 +233,24 @@ async def _sync(
         result.mismatches += [(p, LOCAL) for p in local]
         trusted = current.without(local)  # the primary's copy replaces each of them
     try:  # a failed fetch must not leave its partial files behind (a full disk stays full)
-        followed = await _choose_source(settings, session, state, current, result)
+        choice = await choose_head(
+            settings.primary, session, state, current.generation if current else None
+        )
+        followed = choice.followed
         if followed is None:
+            result.source_note = choice.note
             snap = await _stable_snapshot(
                 settings, session, state, trusted, result, frozenset(share.paths)
             )
         else:
-            published = await _published_snapshot(
-                settings, session, state, current, trusted, followed, result
+            result.source = "published"
+            result.followed = (followed.head.generation, followed.head.sequence)
+            published = await take_published(
+                settings, session, state.candidate, current, trusted, followed
             )
+            if published is not None:
+                result.files_fetched += len(published.fetched)
+                result.bytes_fetched += published.nbytes
             if published is None:  # the live tree is what HEAD names: one read was all
                 assert current is not None
                 result.outcome = Outcome.UNCHANGED
@@ -349,7 +259,15 @@ async def _sync(
                 if not run.dry_run:
                     await _keep_verification(state, share, result)
                 return
-            snap = published
+            snap = _Snapshot(
+                published.listing,
+                published.listed_at,
+                published.live,
+                published.known,
+                set(published.fetched),
+                published.fetched,
+                (),
+            )
         result.verified = len(share.paths)
         if current is not None:
             result.mismatches += [
@@ -376,7 +294,8 @@ async def _sync(
                 if current is None or racy or current.records != records:
                     await asyncio.to_thread(state.write_current, manifest)
                 await _keep_verification(state, share, result)
-                await _remember_head(state, followed, manifest.generation, run)
+                if followed is not None:
+                    await remember_head(state, followed, manifest.generation)
             return
         await asyncio.to_thread(
             build_candidate, farm, target, snap.listing, snap.known, snap.fetched
@@ -408,7 +327,8 @@ async def _sync(
         result.outcome = Outcome.APPLIED
         result.generation = manifest.generation
         await _keep_verification(state, share, result)
-        await _remember_head(state, followed, manifest.generation, run)
+        if followed is not None:
+            await remember_head(state, followed, manifest.generation)
     finally:
         if farm.exists():
             await asyncio.to_thread(shutil.rmtree, farm, True)

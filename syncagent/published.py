@@ -10,16 +10,21 @@ everything after it (validate, apply, the generation id) is the same code.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import posixpath
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from .connection import Session
 from .errors import Reason, SyncError
 from .excludes import PathFilter
-from .livetree import LiveTree
+from .livetree import LiveTree, absent, scan
 from .manifest import Manifest, Record
+from .preconditions import check_initialized
 from .publication import (
     HEAD_MAX_BYTES,
     HEAD_NAME,
@@ -30,10 +35,14 @@ from .publication import (
     parse_head,
     parse_manifest,
 )
-from .publish_rules import plan_objects
+from .publish_rules import HeadVerdict, Seen, judge_head, live_matches, plan_objects
+from .settings import PrimarySettings, Settings
 from .snapshot import Limits, read_small
 from .stage import Ownership, fetch_objects, fresh_dir
+from .state import StateDir
 from .tree import Listing
+
+log = structlog.get_logger("syncagent.published")
 
 MANIFEST_BYTES_PER_ENTRY = 1024  # a manifest entry is ~200 bytes; the bound is generous
 MANIFEST_MIN_BYTES = 1024 * 1024
@@ -67,6 +76,62 @@ async def read_head(session: Session, publish_dir: str) -> HeadRead:
 
 
 @dataclass(frozen=True)
+class Followed:
+    """The HEAD a sync follows, and what it means for the live generation."""
+
+    publish_dir: str
+    head: Head
+    verdict: HeadVerdict
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Follow a HEAD, or walk (``note`` says why)."""
+
+    followed: Followed | None
+    note: str = ""
+
+
+async def choose_head(
+    primary: PrimarySettings, session: Session, state: StateDir, live_generation: str | None
+) -> Choice:
+    """The publish dir when it has a fresh HEAD, else the walk; a HEAD going back is refused."""
+    publish_dir = primary.published_root
+    if publish_dir is None:
+        return Choice(None)
+    read = await read_head(session, publish_dir)
+    head = read.head
+    if head is None:
+        if primary.publish_dir != "auto":  # asked for by path: worth a line
+            log.warning("walking", why=read.why)
+        return Choice(None, read.why)
+    seen = await asyncio.to_thread(state.seen_head)
+    verdict = judge_head(head, seen, live_generation, time.time())
+    if verdict is HeadVerdict.STALE:
+        why = (
+            f"{publish_dir}/HEAD was last confirmed at {head.checked_at:.0f}: the publisher "
+            "has stopped"
+        )
+        log.warning("walking", why=why)
+        return Choice(None, why)
+    if verdict is HeadVerdict.ROLLBACK:
+        assert seen is not None
+        raise SyncError(
+            Reason.PUBLISH_ROLLBACK,
+            f"the primary's HEAD names generation {head.generation} #{head.sequence}, but "
+            f"#{seen.sequence} ({seen.generation}) was already applied: a publish going "
+            "back is refused (`syncagent accept-rollback` on this node follows it deliberately)",
+        )
+    return Choice(Followed(publish_dir, head, verdict))
+
+
+async def remember_head(state: StateDir, followed: Followed, applied: str) -> None:
+    """A sync that followed a HEAD raises the sequence floor for the next one."""
+    head = followed.head
+    await asyncio.to_thread(state.write_seen_head, Seen(head.generation, head.sequence, applied))
+
+
+@dataclass(frozen=True)
 class PublishedSnapshot:
     """One published generation, staged: what was fetched and what the record vouches for."""
 
@@ -74,6 +139,8 @@ class PublishedSnapshot:
     known: dict[str, Record]  # unchanged live files and every symlink
     fetched: dict[str, str]  # path -> sha256 of every object fetched into the candidate
     nbytes: int
+    live: LiveTree
+    listed_at: float  # before HEAD's manifest was read: the walk's listing time
 
     @property
     def listing(self) -> Listing:
@@ -105,19 +172,36 @@ async def read_manifest(
     return tree
 
 
-async def stage_published(
+async def take_published(
+    settings: Settings,
     session: Session,
-    publish_dir: str,
-    tree: PublishedTree,
-    live: LiveTree,
-    record: Manifest | None,
     farm: Path,
-    owner: Ownership,
-) -> PublishedSnapshot:
-    """Fetch into ``farm`` only the objects this secondary lacks; live files whose recorded
-    hash matches are linked in later (stage.build_candidate), as after a walk."""
-    wanted, known = plan_objects(tree.listing, tree.hashes, live.entries, record)
-    fresh_dir(farm)
-    objects = posixpath.join(publish_dir, OBJECTS)
-    nbytes = await fetch_objects(session, objects, wanted, tree.listing, farm, owner)
-    return PublishedSnapshot(tree, known, wanted, nbytes)
+    current: Manifest | None,
+    trusted: Manifest | None,
+    followed: Followed,
+) -> PublishedSnapshot | None:
+    """Fetch into ``farm`` what the HEAD's manifest has that this secondary lacks (live files
+    whose recorded hash matches are linked in later, stage.build_candidate, as after a walk);
+    None: the live tree already is the generation HEAD names (one read, nothing else)."""
+    sync = settings.sync
+    listed_at = time.time()
+    seeding = await asyncio.to_thread(absent, sync.target, sync.seed)
+    pf = sync.path_filter(seeding)
+    live = await asyncio.to_thread(scan, sync.target, pf)
+    if (
+        followed.verdict is HeadVerdict.CURRENT
+        and current is not None
+        and trusted is current
+        and live_matches(live, current)
+    ):
+        return None
+    if seeding:
+        log.info("seeding", paths=list(seeding), why="absent here: copied once from the primary")
+    tree = await read_manifest(session, followed.publish_dir, followed.head, Limits.of(sync), pf)
+    if sync.xroad_checks:
+        await check_initialized(session, settings.primary.remote_root, tree.listing)
+    wanted, known = plan_objects(tree.listing, tree.hashes, live.entries, trusted)
+    await asyncio.to_thread(fresh_dir, farm)
+    objects = posixpath.join(followed.publish_dir, OBJECTS)
+    nbytes = await fetch_objects(session, objects, wanted, tree.listing, farm, Ownership.of(sync))
+    return PublishedSnapshot(tree, known, wanted, nbytes, live, listed_at)

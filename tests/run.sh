@@ -35,5 +35,5 @@ PY=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
 .venv/bin/ruff check .
-.venv/bin/mypy syncagent
+.venv/bin/mypy syncagent tests
 exec .venv/bin/pytest -ra "$@"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import pytest
 from support import REPO
@@ -269,7 +270,7 @@ def test_released_upstream_forms_of_each_sync_statement(tool: ModuleType) -> Non
 
     def role(src: str) -> str | None:
         (stmt,), _ = tool.parse(src)
-        return tool.classify(stmt)
+        return cast("str | None", tool.classify(stmt))
 
     assert role('RSYNC_CMD="rsync -az p:/etc/xroad/ /etc/xroad/"\n') == RSYNC
     assert role('RSYNC_CMD="$(which rsync) -az"\n') is None  # runs a command: not just data

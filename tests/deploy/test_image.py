@@ -211,7 +211,7 @@ class Secondary:
             "print(json.dumps(out))\n"
         )
         res = self.c.exec("python3", "-c", script, check=True)
-        return {k: tuple(v) for k, v in json.loads(res.stdout).items()}  # type: ignore[misc]
+        return {k: tuple(v) for k, v in json.loads(res.stdout).items()}
 
     def diagnostics(self) -> str:
         return f"--- podman logs {self.c.name}:\n{self.c.logs()[-6000:]}"
@@ -586,12 +586,15 @@ def test_a_change_arrives_and_every_suggested_reload_rule_runs(healthy: Secondar
     # each rule restarted its program, which then read the new file
     for rule in rules:
         prog = f"xroad-{rule}"
-        rec = until(
-            lambda p=prog: (r := healthy.record(p)) and r["local_ini"] == new and r,
-            f"{prog} restarted on the new conf.d/local.ini",
-            20,
-        )
-        assert rec["pid"] != before[prog]["pid"]  # type: ignore[index]
+
+        def restarted(p: str = prog) -> dict[str, Any] | None:
+            r = healthy.record(p)
+            return r if r and r["local_ini"] == new else None
+
+        rec = until(restarted, f"{prog} restarted on the new conf.d/local.ini", 20)
+        old = before[prog]
+        assert rec is not None and old is not None
+        assert rec["pid"] != old["pid"]
     assert healthy.record("xroad-confclient") == before["xroad-confclient"], "no rule for it"
     wait_ready(healthy, 20)
 
@@ -641,12 +644,18 @@ def test_entrypoint_branches_as_documented(images: Images, pod: Pod, tree_area: 
             ("not-initialized", "primary not initialized yet (exit 4)"),
         ):
             sec = cases[name]
-            until(lambda s=sec: s.get("/healthz")[0] == 200, f"{name}: /healthz", 30)
+
+            def healthz_ok(s: Secondary = sec) -> bool:
+                return s.get("/healthz")[0] == 200
+
+            until(healthz_ok, f"{name}: /healthz", 30)
             assert time.monotonic() - started < 25, f"{name}: spent the budget"
             assert f"{word}: starting not-ready" in sec.c.logs(), sec.diagnostics()
             assert sec.readyz() == 503
             assert all(sec.record(p) for p in PROGRAMS), "the X-Road programs started"
-            assert sec.record("xroad-signer")["keyconf"] is None  # type: ignore[index]
+            signer = sec.record("xroad-signer")
+            assert signer is not None
+            assert signer["keyconf"] is None
         # the daemon keeps trying: a fixed primary makes the rejected one ready
         keyconf.write_bytes(good)
         age(rejected)

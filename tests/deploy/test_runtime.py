@@ -402,6 +402,7 @@ def test_supervisord_runs_the_shipped_program(
     url = sv.http
 
     info = until(sv.running, "xroad-sync RUNNING", startsecs + 20)
+    assert info is not None
     pid = info["pid"]
     # user=xroad and environment=HOME as shipped; settings came through supervisord's env.
     status = proc_status(pid)
@@ -426,6 +427,7 @@ def test_supervisord_runs_the_shipped_program(
     # A crash: supervisord restarts it (autorestart=true), and the new agent is ready again.
     os.kill(pid, signal.SIGKILL)
     info = until(lambda: sv.running(other_than=pid), "a restarted xroad-sync", startsecs + 20)
+    assert info is not None
     new_pid = info["pid"]
     assert new_pid != pid
     assert "exited: xroad-sync (terminated by SIGKILL; not expected)" in sv.log()
@@ -556,6 +558,7 @@ def test_supervisord_runs_the_shipped_publisher(
             "syncagent-publish RUNNING",
             20,
         )
+        assert info
         assert proc_status(info["pid"])["Uid"].split()[0] == str(xroad.pw_uid)
         until(lambda: (pub / HEAD_NAME).exists(), "the first HEAD", 30)
         first = parse_head((pub / HEAD_NAME).read_bytes())
@@ -884,7 +887,9 @@ def _check_prometheus(
         ok = all(r["health"] == "ok" for g in groups for r in g["rules"])
         return {"groups": groups} if ok and groups else None
 
-    groups = until(rules_ok, "the shipped rules evaluated with health ok", 15)["groups"]
+    loaded = until(rules_ok, "the shipped rules evaluated with health ok", 15)
+    assert loaded is not None
+    groups = loaded["groups"]
     assert [g["name"] for g in groups] == ["syncagent"]
     assert groups[0]["file"] == str(ALERTS)
     assert {r["name"] for r in groups[0]["rules"]} == ALERT_NAMES

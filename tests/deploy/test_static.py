@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -55,11 +57,11 @@ def tool(name: str) -> str:
     return require_tool(name)
 
 
-def run(*args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120)
 
 
-def yaml_docs(path: Path) -> list[dict]:
+def yaml_docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
@@ -87,7 +89,9 @@ def test_systemd_verify_is_clean(unit_copy: Path) -> None:
     assert res.stderr == ""
 
 
-def test_systemd_security_exposure_ok(unit_copy: Path, record_property) -> None:  # type: ignore[no-untyped-def]
+def test_systemd_security_exposure_ok(
+    unit_copy: Path, record_property: Callable[[str, object], None]
+) -> None:
     res = run(require_tool("systemd-analyze"), "security", "--offline=yes", "--no-pager", unit_copy)
     assert res.returncode == 0, res.stderr
     m = re.search(r"Overall exposure level for syncagent\.service: (\d+\.\d+) (\w+)", res.stdout)
@@ -247,9 +251,9 @@ def test_kubernetes_validate_is_really_strict(tmp_path: Path) -> None:
     assert res.returncode != 0
 
 
-def _container() -> dict:
+def _container() -> dict[str, Any]:
     deployment = yaml_docs(K8S / "secondary-deployment.yaml")[0]
-    return deployment["spec"]["template"]["spec"]["containers"][0]
+    return cast("dict[str, Any]", deployment["spec"]["template"]["spec"]["containers"][0])
 
 
 def test_secondary_probes_fit_the_agent_and_the_budget() -> None:

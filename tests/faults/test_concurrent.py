@@ -26,12 +26,11 @@ from support.trees import managed
 
 from syncagent.demo.sample_tree import (
     KEYCONF,
-    SOFTTOKEN_DIR,
     build_secondary_local,
 )
 from syncagent.engine import sync
 from syncagent.report import Outcome
-from syncagent.xroad import softtoken_key_ids
+from syncagent.xroad import SOFTTOKEN_DIR, softtoken_key_ids
 
 DURATION = float(os.environ.get("SYNCAGENT_FAULT_CONCURRENT_SECONDS", "20"))
 SEED = int(os.environ.get("SYNCAGENT_FAULT_SEED", str(int(time.time()))))

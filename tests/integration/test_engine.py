@@ -201,7 +201,7 @@ def test_drifted_live_file_is_restored(
 
 # --- rejections leave the live tree exactly as it was -----------------------------------------
 
-BAD_PRIMARIES: dict[str, Callable[[Path], None]] = {
+BAD_PRIMARIES: dict[str, Callable[[Path], object]] = {
     "conf.d/local.ini": lambda r: (r / "conf.d/local.ini").write_text("[proxy\nbroken"),
     "configuration-anchor.xml": lambda r: (r / "configuration-anchor.xml").write_text("<a><b></a>"),
     "signer/keyconf.xml": lambda r: (r / "signer/keyconf.xml").write_text(

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from syncagent.demo.sample_tree import (
     KEYCONF,
-    SOFTTOKEN_DIR,
     add_softtoken_key,
     remove_softtoken_key,
 )
@@ -30,7 +29,7 @@ from syncagent.manifest import Record, generation_id
 from syncagent.state import StateDir
 from syncagent.tree import Kind, sanitise_mode
 from syncagent.validate import validate_tree
-from syncagent.xroad import softtoken_key_ids
+from syncagent.xroad import SOFTTOKEN_DIR, softtoken_key_ids
 
 # What build_secondary_local writes: never synced, never touched by a sync.
 NODE_LOCAL = frozenset(

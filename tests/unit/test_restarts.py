@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from syncagent.restarts import PendingRestarts, Process, now_since_boot, processes
-from syncagent.xroad import PROGRAMS, is_program, programs_reading
+from syncagent.xroad import PROGRAMS, Program, is_program, programs_reading
 
 PROXY_7_6 = (
     "java",
@@ -20,7 +20,7 @@ UI = ("java", "-jar", "/usr/share/xroad/jlib/proxy-ui-api.jar")
 OPMON = ("java", "-cp", "x", "org.niis.xroad.opmonitor.application.OpMonitorDaemonMain")
 
 
-def program(name: str):  # type: ignore[no-untyped-def]
+def program(name: str) -> Program:
     return next(p for p in PROGRAMS if p.name == name)
 
 
@@ -34,7 +34,9 @@ def test_processes_are_known_by_the_main_class_or_jar_their_launcher_execs() -> 
 
 
 def test_which_programs_read_a_changed_path() -> None:
-    names = lambda paths: [p.name for p in programs_reading(paths)]  # noqa: E731
+    def names(paths: list[str]) -> list[str]:
+        return [p.name for p in programs_reading(paths)]
+
     assert names(["signer/keyconf.xml"]) == [], "the signer applies keyconf live"
     assert names(["devices.ini"]) == ["xroad-signer"]
     assert "xroad-proxy" in names(["conf.d/local.ini"]) and len(names(["conf.d/local.ini"])) == 6

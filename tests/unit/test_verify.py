@@ -33,6 +33,8 @@ def test_a_sync_soon_after_another_verifies_nothing_and_keeps_the_clock() -> Non
 
 
 def test_a_pass_covers_every_file_within_the_interval_at_one_sync_a_minute() -> None:
+    seen: list[str]
+    passes: list[float]
     cursor, seen, passes, now = Cursor("", 0.0, None), [], [], 0.0
     while not passes:
         now += 60.0

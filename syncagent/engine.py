@@ -231,7 +231,8 @@ async def _sync(
     if current is not None and share.paths:
         local = await asyncio.to_thread(drifted_content, target, current, share.paths)
         result.mismatches += [(p, LOCAL) for p in local]
-        trusted = current.without(local)  # the primary's copy replaces each of them
+        if local:  # the primary's copy replaces each of them
+            trusted = current.without(local)
     try:  # a failed fetch must not leave its partial files behind (a full disk stays full)
         choice = await choose_head(
             settings.primary, session, state, current.generation if current else None

@@ -111,6 +111,24 @@ def test_noop_reads_only_head(
     assert again.generation == first.generation
 
 
+def test_noop_with_a_verification_share_due_still_reads_only_head(
+    sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
+) -> None:
+    """The share re-hashes live files; when none drifted, HEAD naming the live generation is
+    the whole answer (the manifest HEAD names is the record's, by hash)."""
+    s = settings(sshd, primary_tree, target, publish_dir, sync__verify_interval="1")
+    publish(s)
+    first = run(s)
+    assert first.outcome is Outcome.APPLIED, first.summary()
+    time.sleep(1.2)  # a whole pass is due
+    for name in ("objects", "manifests"):
+        (publish_dir / name).rename(publish_dir.parent / f"{name}.away")
+    again = run(s)
+    assert again.outcome is Outcome.UNCHANGED, again.summary()
+    assert again.verified > 0 and again.mismatches == []
+    assert (again.files_fetched, again.bytes_fetched) == (0, 0)
+
+
 def test_one_changed_file_fetches_one_object(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:

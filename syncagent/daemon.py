@@ -41,7 +41,8 @@ from .errors import ExitCode, Reason, SyncError, exit_code_for
 from .keeper import ConnectionKeeper, backoff_delay
 from .manifest import Manifest
 from .metrics import Metrics
-from .published import read_head
+from .publish_rules import HeadStat
+from .published import poll_head
 from .reload import Reloader, applied_elsewhere, changed_paths
 from .report import Outcome, SyncResult, outcome_for
 from .restarts import now_since_boot, processes
@@ -107,6 +108,7 @@ class Daemon:
         self._status_warned = False
         self._version_note_logged = False
         self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
+        self._head_stat: HeadStat | None = None  # what the last poll saw of the HEAD file
 
     # ---- triggers --------------------------------------------------------------------------
 
@@ -299,8 +301,8 @@ class Daemon:
         self.trigger("schedule")
 
     async def _poll_head(self) -> None:
-        """While the primary publishes: one HEAD read over the kept connection, and a sync
-        only when it names another generation. Between polls nothing is read."""
+        """While the primary publishes: one stat of HEAD over the kept connection (a read when
+        it changed), and a sync only when it names another generation."""
         publish_dir = self.settings.primary.published_root
         if (
             self._followed is None
@@ -312,12 +314,12 @@ class Daemon:
         try:
             session = await self.keeper.session()
             async with self.keeper.lease():
-                read = await read_head(session, publish_dir)
+                poll = await poll_head(session, publish_dir, self._head_stat)
         except SyncError as e:
             log.info("head_poll_failed", reason=str(e.reason), error=e.message)
             return
-        head = read.head
-        if head is None or (head.generation, head.sequence) != self._followed:
+        self._head_stat = poll.stat
+        if poll.named is None or poll.named != self._followed:
             self.trigger("published")
 
     async def _heartbeat(self) -> None:

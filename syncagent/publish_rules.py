@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .livetree import LiveEntry, LiveTree
 from .manifest import Manifest, Record
-from .plan import same_as_recorded, trusted_record
+from .plan import MTIME_RESOLUTION, same_as_recorded, trusted_record
 from .publication import Head
 from .tree import Kind, Listing
 
@@ -155,3 +155,43 @@ def live_matches(live: LiveTree, record: Manifest) -> bool:
         if not same_as_recorded(lv, rec) or (rec.kind is not Kind.SYMLINK and lv.mode != rec.mode):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class HeadStat:
+    """What the daemon's poll knows of the HEAD file: its size and whole-second mtime (SFTP
+    v3), the generation and sequence its last read named, and when that read's answer came."""
+
+    size: int
+    mtime: int
+    named: tuple[str, int] | None  # (generation, sequence); None: not a valid HEAD
+    read_at: float  # monotonic
+    confirmed: bool = False
+
+
+def head_unchanged(known: HeadStat | None, size: int, mtime: int) -> bool:
+    """Whether a stat of HEAD is enough: the same size and mtime as a read that is confirmed.
+
+    A rewrite within the second of the mtime (same size: the fields are fixed-width) would
+    leave both as they were, so the first read of a size and mtime is confirmed by a second
+    one sent more than MTIME_RESOLUTION later, when that second is surely over on the
+    primary; from then on only a new size or mtime means a new HEAD.
+    """
+    return known is not None and known.confirmed and (known.size, known.mtime) == (size, mtime)
+
+
+def after_head_read(
+    known: HeadStat | None,
+    size: int,
+    mtime: int,
+    named: tuple[str, int] | None,
+    sent_at: float,
+    answered_at: float,
+) -> HeadStat:
+    """What a read teaches; ``sent_at``/``answered_at``: monotonic, around the read."""
+    same = known is not None and (known.size, known.mtime, known.named) == (size, mtime, named)
+    if same and known is not None and sent_at - known.read_at > MTIME_RESOLUTION:
+        return HeadStat(size, mtime, named, known.read_at, confirmed=True)
+    if same and known is not None:
+        return known
+    return HeadStat(size, mtime, named, answered_at)

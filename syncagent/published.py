@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncssh
 import structlog
 
-from .connection import Session
+from .connection import Session, classify, request
 from .errors import Reason, SyncError
 from .excludes import PathFilter
 from .livetree import LiveTree, absent, scan
@@ -35,7 +36,16 @@ from .publication import (
     parse_head,
     parse_manifest,
 )
-from .publish_rules import HeadVerdict, Seen, judge_head, live_matches, plan_objects
+from .publish_rules import (
+    HeadStat,
+    HeadVerdict,
+    Seen,
+    after_head_read,
+    head_unchanged,
+    judge_head,
+    live_matches,
+    plan_objects,
+)
 from .settings import PrimarySettings, Settings
 from .snapshot import Limits, read_small
 from .stage import Ownership, fetch_objects, fresh_dir
@@ -73,6 +83,34 @@ async def read_head(session: Session, publish_dir: str) -> HeadRead:
         return HeadRead(parse_head(data))
     except ValueError as e:
         return HeadRead(None, f"{publish_dir}/{HEAD_NAME} is not a valid HEAD ({e})")
+
+
+@dataclass(frozen=True)
+class HeadPoll:
+    """What one poll learnt: the HEAD file's stat and what HEAD names (None: no valid HEAD)."""
+
+    stat: HeadStat | None
+    named: tuple[str, int] | None
+
+
+async def poll_head(session: Session, publish_dir: str, known: HeadStat | None) -> HeadPoll:
+    """The daemon's check between syncs: one stat of HEAD, and a read only when the stat
+    cannot vouch for what it names (a third of the primary's work of open, read, close)."""
+    path = posixpath.join(publish_dir, HEAD_NAME)
+    try:
+        attrs = await request(session, session.sftp.stat(path.encode()))
+    except asyncssh.SFTPNoSuchFile:
+        return HeadPoll(None, None)
+    except Exception as e:
+        err = classify(e)
+        raise SyncError(err.reason, f"{path}: {err.message}") from None
+    size, mtime = int(attrs.size or 0), int(attrs.mtime or 0)
+    if known is not None and head_unchanged(known, size, mtime):
+        return HeadPoll(known, known.named)
+    sent = time.monotonic()
+    read = await read_head(session, publish_dir)
+    named = (read.head.generation, read.head.sequence) if read.head else None
+    return HeadPoll(after_head_read(known, size, mtime, named, sent, time.monotonic()), named)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from syncagent.control import ControlFiles
 from syncagent.demo.sample_tree import add_softtoken_key
 from syncagent.errors import Reason, SyncError
 from syncagent.keeper import backoff_ceiling
+from syncagent.publication import parse_head
 from syncagent.publisher import publish_once
 from syncagent.report import Outcome, SyncResult
 from syncagent.state import StateDir
@@ -767,6 +768,59 @@ async def test_a_published_change_lands_within_the_poll_not_the_interval(
         assert metric(text, "syncagent_following_head") == 0
         assert metric(text, "syncagent_walk_fallbacks_total") == 1
         assert (await agent.status())["walk_fallbacks"] == 1
+
+
+async def test_the_poll_sees_a_head_rewritten_within_the_same_second(
+    sshd: Sshd, primary_tree: Path, target: Path, tree_area: Path
+) -> None:
+    """The poll stats HEAD and reads it only when the stat cannot vouch for it: two publishes
+    inside one second give HEADs of one size and one whole-second mtime (SFTP v3)."""
+    pub = fresh_subdir(tree_area, "publish")
+    settings = daemon_settings(
+        sshd,
+        primary_tree,
+        target,
+        sync__interval=300,
+        sync__poll=0.2,
+        primary__publish_dir=pub,
+        publish__source=primary_tree,
+        publish__dir=pub,
+        publish__settle=0,
+    )
+    assert (await publish_once(settings)).result == "published"
+    async with running(settings) as agent:
+        d = agent.daemon
+        await wait_for(d.first_sync_done.is_set, "the first sync")
+        head = pub / "HEAD"
+
+        def padded() -> os.stat_result:
+            """HEAD as the publisher wrote it, padded to one length (JSON allows the spaces),
+            replaced by rename as the publisher does."""
+            tmp = pub / ".HEAD.test"
+            tmp.write_bytes(head.read_bytes().ljust(1024))
+            os.chmod(tmp, head.stat().st_mode)
+            os.chown(tmp, -1, head.stat().st_gid)
+            os.replace(tmp, head)
+            return head.stat()
+
+        for _ in range(3):
+            second_of_both = int(time.time()) + 5  # one whole second for both HEADs
+            add_softtoken_key(primary_tree)
+            assert (await publish_once(settings)).result == "published"
+            padded()
+            os.utime(head, (second_of_both, second_of_both))
+            first = parse_head(head.read_bytes())
+            named = (first.generation, first.sequence)
+
+            def read_first(want: tuple[str, int] = named) -> bool:
+                return d._head_stat is not None and d._head_stat.named == want
+
+            await wait_for(read_first, "the poll to read the first HEAD", 10)
+            add_softtoken_key(primary_tree)  # within a second of that read
+            assert (await publish_once(settings)).result == "published"
+            padded()
+            os.utime(head, (second_of_both, second_of_both))
+            await wait_for(lambda: same_keys(primary_tree, target), "the second publish", 10)
 
 
 SLOW = "sleep 37.25"  # distinctive, so pgrep finds only ours

@@ -12,7 +12,9 @@ from syncagent.publish_rules import (
     Published,
     Retention,
     Seen,
+    after_head_read,
     head_action,
+    head_unchanged,
     judge_head,
     live_matches,
     next_sequence,
@@ -111,3 +113,26 @@ def test_live_matches_only_the_exact_record() -> None:
     assert live_matches(tree, rec)
     assert not live_matches(LiveTree({"f": LiveEntry(Kind.FILE, 0o600, 1, 1, 5)}), rec)
     assert not live_matches(LiveTree({**tree.entries, "g": LiveEntry(Kind.DIR, 0o755)}), rec)
+
+
+# ---- the daemon's HEAD poll: a stat, and a read only when the stat cannot vouch -------------
+
+
+def test_a_head_stat_is_enough_only_after_a_confirming_read() -> None:
+    first = after_head_read(None, 120, 1000, ("g1", 1), sent_at=10.0, answered_at=10.01)
+    assert not head_unchanged(first, 120, 1000), "a rewrite within second 1000 could hide"
+    soon = after_head_read(first, 120, 1000, ("g1", 1), sent_at=10.5, answered_at=10.51)
+    assert not head_unchanged(soon, 120, 1000), "sent within a second: not yet confirming"
+    later = after_head_read(soon, 120, 1000, ("g1", 1), sent_at=11.2, answered_at=11.21)
+    assert head_unchanged(later, 120, 1000)
+    assert later.named == ("g1", 1)
+    assert not head_unchanged(later, 120, 1001), "a new mtime is a new HEAD"
+    assert not head_unchanged(later, 121, 1000), "a new size is a new HEAD"
+
+
+def test_a_head_that_named_something_else_starts_over() -> None:
+    first = after_head_read(None, 120, 1000, ("g1", 1), sent_at=10.0, answered_at=10.01)
+    other = after_head_read(first, 120, 1000, ("g2", 2), sent_at=11.5, answered_at=11.51)
+    assert other.named == ("g2", 2) and not other.confirmed
+    assert other.read_at == 11.51
+    assert not head_unchanged(None, 120, 1000)

@@ -38,6 +38,7 @@ from . import http as http_server
 from .control import ControlFiles, ControlWatcher
 from .drift import DriftWatcher
 from .errors import ExitCode, Reason, SyncError, exit_code_for
+from .heap import release_free_memory
 from .keeper import ConnectionKeeper, backoff_delay
 from .manifest import Manifest
 from .metrics import Metrics
@@ -181,6 +182,7 @@ class Daemon:
         if result.outcome is Outcome.APPLIED:
             self._restart_pending(result)
             self.reloader.schedule(result)
+            release_free_memory()
         else:
             self._refresh_restarts()
         self._write_status()

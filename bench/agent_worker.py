@@ -11,6 +11,12 @@ lines on stdin, answers leave as JSON lines on stdout (logs go to stderr):
 - ``{"op": "sync", "fresh": bool}``: every agent syncs at the same instant, over its kept
   connection (the daemon's way) or, with fresh, over a new one it opens and closes (``once``).
 - ``{"op": "profile", "fresh": bool, "path": str}``: one sync of agent 0 under pyinstrument.
+- ``{"op": "head"}``: agent 0 checks its primary's HEAD once over its kept connection: the check
+  the daemon makes every ``sync.poll`` seconds between syncs (``published.poll_head``: a stat,
+  and a read only when the stat cannot vouch for it; no sync follows an unchanged one).
+- ``{"op": "poll", "every": s, "duration": s}``: every agent checks its primary's HEAD over its
+  kept connection every ``every`` seconds from a random phase, for ``duration`` seconds: what the
+  daemon's poll job does while it follows a HEAD (``published.poll_head``, nothing else).
 - ``{"op": "close"}``, ``{"op": "quit"}``.
 
 The engine is imported before the first command, so interpreter start-up and imports (a daemon
@@ -31,6 +37,8 @@ from syncagent import logs
 from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
+from syncagent.publish_rules import HeadStat
+from syncagent.published import poll_head
 from syncagent.state import StateDir
 from syncagent.verify import Cursor
 
@@ -44,6 +52,7 @@ class Worker:
         self.settings = [make_settings(o) for o in config["agents"]]
         self.keepalive: float | None = config.get("keepalive")
         self.sessions: list[Session | None] = [None] * len(self.settings)
+        self.head_stats: list[HeadStat | None] = [None] * len(self.settings)  # as the daemon's
 
     async def _connect_one(self, i: int, retry: bool, t0: float) -> dict[str, Any]:
         errors: list[str] = []
@@ -92,12 +101,70 @@ class Worker:
             "bytes_fetched": r.bytes_fetched,
             "attempts": r.attempts,
             "error": f"{r.error.reason}: {r.error.message}" if r.error else None,
+            "verified": r.verified,  # files of the verification share that fell due
+            "source": r.source,  # "published" (followed a HEAD) or "walk"
+            "sequence": r.followed[1] if r.followed else None,
         }
 
     async def sync(self, fresh: bool) -> dict[str, Any]:
         cpu0, t0 = time.process_time(), time.perf_counter()
         results = await asyncio.gather(
             *(self._sync_one(i, fresh) for i in range(len(self.settings)))
+        )
+        return {
+            "wall": time.perf_counter() - t0,
+            "cpu": time.process_time() - cpu0,
+            "results": list(results),
+        }
+
+    async def _poll_one(self, i: int, every: float, duration: float) -> dict[str, Any]:
+        session, root = self.sessions[i], self.settings[i].primary.published_root
+        if session is None or session.closed or root is None:
+            return {"polls": 0, "errors": ["no connection or no publish dir"], "sequences": []}
+        end = time.monotonic() + duration
+        await asyncio.sleep(random.uniform(0, every))
+        polls, errors, seqs = 0, list[str](), set[int]()
+        while time.monotonic() < end:
+            t = time.monotonic()
+            try:
+                polled = await poll_head(session, root, self.head_stats[i])
+                self.head_stats[i] = polled.stat
+                polls += 1
+                if polled.named is not None:
+                    seqs.add(polled.named[1])
+                else:
+                    errors.append("no valid HEAD")
+            except SyncError as e:
+                errors.append(f"{e.reason}: {e.message}")
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - t)))
+        return {"polls": polls, "errors": errors[:3], "sequences": sorted(seqs)}
+
+    async def head(self) -> dict[str, Any]:
+        session, root = self.sessions[0], self.settings[0].primary.published_root
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if session is None or session.closed or root is None:
+            res: dict[str, Any] = {"outcome": "failed", "error": "no connection or publish dir"}
+        else:
+            try:
+                polled = await poll_head(session, root, self.head_stats[0])
+                self.head_stats[0] = polled.stat
+                res = {
+                    "outcome": "unchanged" if polled.named else "failed",
+                    "error": None if polled.named else "no valid HEAD",
+                    "sequence": polled.named[1] if polled.named else None,
+                }
+            except SyncError as e:
+                res = {"outcome": "failed", "error": f"{e.reason}: {e.message}"}
+        return {
+            "wall": time.perf_counter() - t0,
+            "cpu": time.process_time() - cpu0,
+            "results": [{"source": "published", "files_fetched": 0, "sequence": None, **res}],
+        }
+
+    async def poll(self, every: float, duration: float) -> dict[str, Any]:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        results = await asyncio.gather(
+            *(self._poll_one(i, every, duration) for i in range(len(self.settings)))
         )
         return {
             "wall": time.perf_counter() - t0,
@@ -153,6 +220,10 @@ async def main() -> None:
             answer = await worker.sync(bool(cmd.get("fresh")))
         elif op == "profile":
             answer = await worker.profile(bool(cmd.get("fresh")), cmd["path"])
+        elif op == "head":
+            answer = await worker.head()
+        elif op == "poll":
+            answer = await worker.poll(float(cmd["every"]), float(cmd["duration"]))
         elif op == "verify_clock":
             answer = worker.verify_clock(cmd.get("seconds"))
         elif op == "close":

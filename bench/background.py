@@ -1,8 +1,8 @@
 """The long experiments, each in its own process with its own sshd, so they can run beside the
 others without sharing a CPU account, a tree or a child-rusage counter.
 
-    python -m bench.background idle        PARAMS_JSON
-    python -m bench.background propagation PARAMS_JSON
+    python -m bench.background idle        PARAMS_JSON   (+ the publisher's idle footprint)
+    python -m bench.background propagation PARAMS_JSON   (+ a secondary following HEAD)
 
 The result is one JSON document on the last line of stdout.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -21,11 +20,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .infra import Primary, agent_overrides, build_xroad, new_target, rsync_cmd
+from .infra import (
+    COUNTER_FILE,
+    MARK,
+    Primary,
+    agent_overrides,
+    build_xroad,
+    new_target,
+    rsync_cmd,
+    write_counter,
+)
 from .procs import proc_all_cpu, rss, rss_parts, run_rsync, start_agent, wait_synced
-
-COUNTER_FILE = "conf.d/local.ini"
-MARK = b"; bench-propagation "
+from .publisher import PublisherProc
 
 
 def idle(p: dict[str, Any]) -> dict[str, Any]:
@@ -33,15 +39,24 @@ def idle(p: dict[str, Any]) -> dict[str, Any]:
     CPU (from /proc/<pid>/stat), its RSS sampled every second, and what it costs the primary."""
     primary = Primary("idle")
     work = Path(p["workdir"]) / "idle"
+    work.mkdir(parents=True, exist_ok=True)
+    publisher: PublisherProc | None = None
     try:
         remote = primary.new_tree("xroad")
         build_xroad(remote)
+        if p.get("publisher"):  # the publisher's idle footprint on this tree, same window
+            publisher = PublisherProc(
+                "idle", remote, primary.new_publish_dir(), work / "publisher.log"
+            )
+            publisher.wait_head(60)
+            publisher.quiet()
         target = new_target(work, "agent")
         overrides = agent_overrides(primary, remote, target, **{"sync.interval": p["interval"]})
         agent = start_agent(overrides, p["mode"], work / "agent.log")
         try:
             wait_synced(target, agent, 60)
             time.sleep(min(5.0, p["interval"]))  # past start-up work (first sync, imports)
+            pub0 = (publisher.cpu(), len(publisher.builds())) if publisher else (0.0, 0)
             cpu0, prim0, t0 = proc_all_cpu(agent.pid), primary.cpu.seconds(), time.monotonic()
             samples: list[int] = []
             while (elapsed := time.monotonic() - t0) < p["duration"]:
@@ -50,13 +65,27 @@ def idle(p: dict[str, Any]) -> dict[str, Any]:
             cpu = proc_all_cpu(agent.pid) - cpu0
             prim1 = primary.cpu.seconds()
             elapsed = time.monotonic() - t0
+            pub1 = publisher.cpu() if publisher else 0.0
             now, peak = rss(agent.pid)
             parts = rss_parts(agent.pid)
             samples.append(now)
         finally:
             agent.terminate()
             agent.wait(timeout=20)
+        pub_idle = None
+        if publisher is not None:
+            rescans = publisher.builds()[pub0[1] :]
+            pub_idle = {
+                "window": elapsed,
+                "cpu_seconds": pub1 - pub0[0],
+                "cpu_percent_of_core": 100 * (pub1 - pub0[0]) / elapsed,
+                "rescans": len(rescans),
+                "rescan_cpu": sum(b["cpu"] for b in rescans),
+                "rss": rss(publisher.proc.pid)[0],
+                "summary": publisher.summary(),
+            }
         return {
+            "publisher": pub_idle,
             "mode": p["mode"],
             "interval": p["interval"],
             "duration": elapsed,
@@ -71,6 +100,8 @@ def idle(p: dict[str, Any]) -> dict[str, Any]:
             else None,
         }
     finally:
+        if publisher is not None:
+            publisher.close()
         primary.close()
 
 
@@ -107,25 +138,19 @@ def _counter(path: Path) -> int:
         return -1
 
 
-def _write_counter(remote: Path, base: bytes, k: int) -> None:
-    """As the primary saves: a .tmp in the same directory, then rename over the file."""
-    path = remote / COUNTER_FILE
-    st = path.stat()
-    tmp = path.with_name(f"tmpconf{k}.tmp")
-    tmp.write_bytes(base + MARK + b"%d\n" % k)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    tmp.chmod(0o640)
-    os.replace(tmp, path)
-
-
 def propagation(p: dict[str, Any]) -> dict[str, Any]:
     """Write on the primary at random moments; time until each write is visible on a secondary
-    kept by the agent and on one kept by cron-style rsync (a), both at ``interval``. One write is
-    watched on both secondaries at once, so both pipelines see the same events."""
+    kept by the agent and on one kept by cron-style rsync (a), both at ``interval``, and (with
+    ``published``) on one kept by the daemon following the HEAD of a ``syncagent publish`` on
+    the primary, with its own settings (default: poll 2 s, interval 60 s; publisher settle 2 s).
+    One write is watched on every secondary at once, so all pipelines see the same events."""
     interval = float(p["interval"])
     primary = Primary(f"prop{interval:g}")
     work = Path(p["workdir"]) / f"prop-{interval:g}"
+    work.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+    publisher: PublisherProc | None = None
+    daemons: list[subprocess.Popen[bytes]] = []
     try:
         remote = primary.new_tree("xroad")
         build_xroad(remote)
@@ -138,16 +163,44 @@ def propagation(p: dict[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {"sync.interval": interval}
         if p.get("settle") is not None:
             extra["sync.settle"] = p["settle"]
+        paths = {"agent": t_agent / COUNTER_FILE, "rsync": t_rsync / COUNTER_FILE}
+        if p.get("published"):
+            publisher = PublisherProc(
+                f"prop{interval:g}",
+                remote,
+                primary.new_publish_dir(),
+                work / "publisher.log",
+                settle=p.get("pub_settle"),
+                probe=False,
+            )
         agent = start_agent(
             agent_overrides(primary, remote, t_agent, **extra), p["mode"], work / "agent.log"
         )
+        daemons.append(agent)
+        if publisher is not None:
+            publisher.wait_head(60)  # a HEAD before the daemon's first sync: it follows at once
+            t_pub = new_target(work, "published")
+            pub_extra: dict[str, Any] = {
+                "primary.publish_dir": str(publisher.dir),
+                "sync.poll": p.get("pub_poll"),
+            }
+            daemons.append(
+                start_agent(
+                    agent_overrides(primary, remote, t_pub, **pub_extra),
+                    "daemon",
+                    work / "published.log",
+                )
+            )
+            paths["published"] = t_pub / COUNTER_FILE
         cron = _Cron(cmd, interval, stop)
         try:
             wait_synced(t_agent, agent, 60)
+            if publisher is not None:
+                wait_synced(t_pub, daemons[1], 60)
+                _wait_following(t_pub, 20)
             cron.start()
             writes: dict[int, float] = {}
-            seen: dict[str, dict[int, float]] = {"agent": {}, "rsync": {}}
-            paths = {"agent": t_agent / COUNTER_FILE, "rsync": t_rsync / COUNTER_FILE}
+            seen: dict[str, dict[int, float]] = {name: {} for name in paths}
             lo, hi = p["spacing"]
             t0 = time.monotonic()
             next_write, k = t0 + random.uniform(lo, hi), 0
@@ -157,7 +210,7 @@ def propagation(p: dict[str, Any]) -> dict[str, Any]:
                 now = time.monotonic()
                 if now >= next_write and now < end_writes:
                     k += 1
-                    _write_counter(remote, base, k)
+                    write_counter(remote, base, k)
                     writes[k] = time.monotonic()
                     next_write = now + random.uniform(lo, hi)
                 for name, path in paths.items():
@@ -170,20 +223,54 @@ def propagation(p: dict[str, Any]) -> dict[str, Any]:
                 time.sleep(0.02)
         finally:
             stop.set()
-            agent.terminate()
-            agent.wait(timeout=20)
+            for d in daemons:
+                d.terminate()
+            for d in daemons:
+                d.wait(timeout=20)
             if cron.is_alive():
                 cron.join(timeout=30)
         out: dict[str, Any] = {"interval": interval, "mode": p["mode"], "writes": len(writes)}
-        for name in ("agent", "rsync"):
+        for name in paths:
             lat = [seen[name][j] - writes[j] for j in sorted(seen[name])]
             out[name] = {"latencies": lat, "unseen": len(writes) - len(lat)}
+        if publisher is not None:
+            status = _status(t_pub)
+            out["published"].update(
+                mode="daemon",
+                poll=p.get("pub_poll"),
+                publisher_settle=p.get("pub_settle"),
+                following_head=status.get("following_head"),
+                walk_fallbacks=status.get("walk_fallbacks"),
+            )
         out["rsync_runs"] = len(cron.runs)
         out["rsync_failures"] = sum(1 for r in cron.runs if r["rc"] != 0)
         return out
     finally:
         stop.set()
+        for d in daemons:
+            if d.poll() is None:
+                d.kill()
+                d.wait()
+        if publisher is not None:
+            publisher.close()
         primary.close()
+
+
+def _status(target: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads((target / ".syncagent" / "status.json").read_text())
+        return doc
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_following(target: Path, timeout: float) -> None:
+    """Until the daemon's status says its last sync followed the primary's HEAD."""
+    deadline = time.monotonic() + timeout
+    while not _status(target).get("following_head"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the daemon for {target} does not follow the primary's HEAD")
+        time.sleep(0.05)
 
 
 def main() -> None:

@@ -104,6 +104,11 @@ class Primary:
     def new_tree(self, name: str) -> Path:
         return Path(self.sshd.new_primary_tree(name))
 
+    def new_publish_dir(self, name: str = "publish") -> Path:
+        """Beside the trees, never inside one; ``xroad-slave`` can reach it. The publisher
+        makes it 0750 in the source's group (xroad), which that account is in."""
+        return Path(_sshd_module().fresh_subdir(self.sshd.base / "trees", name))
+
     def sessions_pss(self) -> int:
         """Proportional set size (bytes) of every sshd process serving this instance."""
         total = 0
@@ -297,6 +302,22 @@ def change_file(path: Path, *, age: float = 10.0) -> None:
     os.replace(tmp, path)
     t = time.time() - age
     os.utime(path, (t, t))
+
+
+COUNTER_FILE = "conf.d/local.ini"
+MARK = b"; bench-propagation "
+
+
+def write_counter(remote: Path, base: bytes, k: int) -> None:
+    """Append counter ``k`` to ``base`` as conf.d/local.ini, as the primary saves: a .tmp in
+    the same directory, then rename over the file."""
+    path = remote / COUNTER_FILE
+    st = path.stat()
+    tmp = path.with_name(f"tmpconf{k}.tmp")
+    tmp.write_bytes(base + MARK + b"%d\n" % k)
+    os.chown(tmp, st.st_uid, st.st_gid)
+    tmp.chmod(0o640)
+    os.replace(tmp, path)
 
 
 def new_target(parent: Path, name: str) -> Path:

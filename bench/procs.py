@@ -36,15 +36,24 @@ class AgentProc:
             stderr=self.log if self.log else subprocess.DEVNULL,
             text=True,
         )
-        ready = self.recv()
-        assert ready.get("ready"), ready
+        # Not waited for here: workers started one after another import in parallel, and the
+        # first command waits for its worker's "ready" line.
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
+            hello = self.recv()
+            assert hello.get("ready"), hello
 
     def send(self, cmd: dict[str, Any]) -> None:
+        self.wait_ready()
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
 
     def recv(self) -> dict[str, Any]:
+        self.wait_ready()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:

@@ -21,10 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from syncagent.settings import FIELDS_BY_NAME
+
 from . import background, experiments, report
 from .experiments import Bed
 from .infra import Primary, build_bulk, build_xroad, bulk_files, change_file, loadavg, machine
 from .procs import agent_mode
+from .publisher import PublisherProc
+
+POLL_DEFAULT = float(FIELDS_BY_NAME["sync.poll"].default)
 
 
 @dataclass
@@ -49,6 +54,13 @@ class Params:
     idle_interval: float = 60.0
     idle_duration: float = 600.0
     profile: bool = True
+    # publish mode (`syncagent publish` on the primary, agents following its HEAD)
+    pub_settle: float | None = None  # None: the publisher's default (publish.settle, 2 s)
+    pub_poll: float | None = None  # None: the daemon's default (sync.poll, 2 s)
+    pub_generations: int = 5  # X-Road tree: edits published one at a time (per-generation cost)
+    pub_idle_window: float = 60.0  # 10k tree: the publisher idle (X-Road tree: idle_duration)
+    fanout_pub_ns: tuple[int, ...] = (100,)
+    fanout_poll_window: float = 10.0  # N agents reading HEAD every pub_poll s
 
 
 QUICK = Params(
@@ -72,6 +84,12 @@ QUICK = Params(
     idle_interval=2.0,
     idle_duration=5.0,
     profile=False,
+    pub_settle=0.2,
+    pub_poll=0.5,
+    pub_generations=1,
+    pub_idle_window=1.0,
+    fanout_pub_ns=(4,),
+    fanout_poll_window=1.0,
 )
 
 
@@ -97,25 +115,55 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
     _log(f"work dir {work}; long-running agent = {mode}", t0)
 
     bg_common = {"workdir": str(work), "mode": mode}
+    prop_common = {
+        **bg_common,
+        "spacing": params.prop_spacing,
+        "settle": params.settle,
+        "published": True,
+        "pub_settle": params.pub_settle,
+        "pub_poll": params.pub_poll,
+    }
     bg = {
         "idle": background.launch(
             "idle",
-            {**bg_common, "interval": params.idle_interval, "duration": params.idle_duration},
+            {
+                **bg_common,
+                "interval": params.idle_interval,
+                "duration": params.idle_duration,
+                "publisher": True,
+            },
             logs / "idle.log",
         ),
         "prop_bg": background.launch(
             "propagation",
             {
-                **bg_common,
+                **prop_common,
                 "interval": params.prop_bg_interval,
                 "duration": params.prop_bg_duration,
-                "spacing": params.prop_spacing,
-                "settle": params.settle,
             },
             logs / "prop-bg.log",
         ),
     }
     loads = [loadavg()]
+    publishers: list[PublisherProc] = []
+
+    def publisher(name: str, primary: Primary, source: Path) -> PublisherProc:
+        """``syncagent publish`` of ``source`` (probed), started."""
+        pub = PublisherProc(
+            name,
+            source,
+            primary.new_publish_dir(),
+            logs / f"publisher-{name}.log",
+            settle=params.pub_settle,
+        )
+        publishers.append(pub)
+        return pub
+
+    def published(pub: PublisherProc) -> None:
+        """Its first generation is out (waited for after the Bed's workers have started)."""
+        pub.wait_head()
+        pub.quiet()
+
     try:
         primary = Primary("fg")
         try:
@@ -124,28 +172,47 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
             remote = primary.new_tree("xroad")
             build_xroad(remote)
             doc["xroad_tree"] = _tree_size(remote)
-            bed = Bed(primary, remote, work / "xroad", log_dir=logs)
+            _log("realistic tree: starting the publisher and the agents", t0)
+            pub = publisher("xroad", primary, remote)
+            bed = Bed(primary, remote, work / "xroad", log_dir=logs, publisher=pub)
             try:
+                published(pub)
                 _log("realistic tree: first sync, no-op", t0)
                 doc["xroad_first_sync"] = experiments.first_sync(bed, 1)
                 doc["xroad_noop"] = experiments.noop(bed, params.noop_repeats)
                 relayed = Bed(
-                    primary, remote, work / "xroad", relay=True, targets=bed.targets, log_dir=logs
+                    primary,
+                    remote,
+                    work / "xroad",
+                    relay=True,
+                    targets=bed.targets,
+                    log_dir=logs,
+                    publisher=pub,
                 )
                 try:
                     doc["xroad_noop_bytes"] = experiments.noop(relayed, params.bytes_repeats)
                 finally:
                     relayed.close()
+                _log(f"realistic tree: {params.pub_generations} published edits", t0)
+                doc["publisher_xroad"] = {
+                    "generations": experiments.publish_generations(
+                        pub, remote, params.pub_generations
+                    )
+                }
             finally:
                 bed.close()
+                doc.setdefault("publisher_xroad", {}).update(pub.summary(), exit=pub.close())
             loads.append(loadavg())
             # -- bulk tree --------------------------------------------------------------------
             _log(f"building the {params.bulk_files}-file tree", t0)
             bulk = primary.new_tree("xroad")
             build_bulk(bulk, params.bulk_files, params.bulk_bytes)
             doc["bulk_tree"] = _tree_size(bulk)
-            bed = Bed(primary, bulk, work / "bulk", log_dir=logs)
+            _log("bulk tree: starting the publisher (first generation) and the agents", t0)
+            pub = publisher("bulk", primary, bulk)
+            bed = Bed(primary, bulk, work / "bulk", log_dir=logs, publisher=pub)
             try:
+                published(pub)
                 _log("bulk tree: first full sync", t0)
                 doc["bulk_first_sync"] = experiments.first_sync(bed, params.first_sync_repeats)
                 _log("bulk tree: no-op", t0)
@@ -154,7 +221,13 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                 doc["bulk_change"] = experiments.one_change(bed, params.change_repeats)
                 loads.append(loadavg())
                 relayed = Bed(
-                    primary, bulk, work / "bulk", relay=True, targets=bed.targets, log_dir=logs
+                    primary,
+                    bulk,
+                    work / "bulk",
+                    relay=True,
+                    targets=bed.targets,
+                    log_dir=logs,
+                    publisher=pub,
                 )
                 try:
                     _log("bulk tree: bytes on the wire", t0)
@@ -164,6 +237,8 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                     )
                 finally:
                     relayed.close()
+                _log(f"bulk tree: the publisher idle for {params.pub_idle_window:g} s", t0)
+                doc["publisher_bulk"] = {"idle": pub.idle(params.pub_idle_window)}
                 if params.profile and importlib.util.find_spec("pyinstrument") is None:
                     _log("pyinstrument is not installed: no profiles", t0)
                 elif params.profile:
@@ -171,8 +246,10 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                     doc["profiles"] = _profiles(bed, out_dir, started)
             finally:
                 bed.close()
+                doc.setdefault("publisher_bulk", {}).update(pub.summary(), exit=pub.close())
             shutil.rmtree(work / "bulk", ignore_errors=True)
             shutil.rmtree(bulk, ignore_errors=True)
+            shutil.rmtree(pub.dir, ignore_errors=True)
         finally:
             primary.close()
         loads.append(loadavg())
@@ -192,6 +269,24 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                 params.fanout_idle_window,
                 logs,
             )
+            _log(f"fan-out in publish mode {params.fanout_pub_ns}", t0)
+            pub = publisher("fanout", primary, remote)
+            try:
+                published(pub)
+                doc["fanout_published"] = experiments.fanout_published(
+                    primary,
+                    remote,
+                    pub,
+                    work / "fanout-pub",
+                    params.fanout_pub_ns,
+                    params.fanout_rounds,
+                    params.fanout_workers,
+                    params.pub_poll or POLL_DEFAULT,
+                    params.fanout_poll_window,
+                    logs,
+                )
+            finally:
+                pub.close()
         finally:
             primary.close()
         loads.append(loadavg())
@@ -200,11 +295,9 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
         fg = background.launch(
             "propagation",
             {
-                **bg_common,
+                **prop_common,
                 "interval": params.prop_fg_interval,
                 "duration": params.prop_fg_duration,
-                "spacing": params.prop_spacing,
-                "settle": params.settle,
             },
             logs / "prop-fg.log",
         )
@@ -219,6 +312,8 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
         )
         doc["idle"] = background.collect(bg["idle"], params.idle_duration + 180)
     finally:
+        for pub in publishers:
+            pub.close()
         for proc in bg.values():
             if proc.poll() is None:
                 proc.kill()

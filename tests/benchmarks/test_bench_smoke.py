@@ -93,5 +93,19 @@ def test_quick_bench_writes_json_table_and_plot(tmp_path: Path) -> None:
     assert idle["cpu_seconds"] >= 0
 
     names = {t["target"] for t in s["targets"]}
-    assert any("First full 10k sync" in n for n in names)
-    assert any("Agent RSS" in n for n in names)
+    assert any("first full 10k sync" in n for n in names)
+    assert any("Agent steady RSS" in n for n in names)
+
+    # the publish mode beside them (issue 12)
+    for section in ("xroad_noop", "bulk_noop", "bulk_change", "bulk_first_sync"):
+        for tool in ("agent-pub", "agent-pub-fresh"):
+            row = s[section][tool]
+            done, total = row["ok"].split("/")
+            assert done == total, f"{section} {tool}: {row['ok']} succeeded"
+            _positive(row["wall"]["median"], f"{section} {tool} wall")
+    [pub_fan] = s["fanout_published"]
+    assert pub_fan["failed_total"] == 0 and pub_fan["sequences_consistent"]
+    for p in s["propagation"]:
+        assert p["published"]["unseen"] == 0, p["published"]
+    assert s["publisher"], "the publisher's footprint"
+    assert any("published" in n for n in names)

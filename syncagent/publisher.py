@@ -154,6 +154,8 @@ class Publisher:
         self.manifests = self.dir / MANIFESTS
         self.head_file = self.dir / HEAD_NAME
         self._hashed: dict[str, tuple[_Identity, str]] = {}  # path -> (identity, sha256)
+        # the last listing and hashes that passed validation: same bytes, same verdict
+        self._validated: tuple[Listing, dict[str, str]] | None = None
         self.group: int | None = None  # the source's group, read when a build starts
         self.written: int | None = None  # the sequence of the last HEAD this publisher wrote
 
@@ -248,9 +250,11 @@ class Publisher:
                     message="source not initialized: missing " + ", ".join(missing),
                     reason=Reason.NOT_INITIALIZED,
                 )
-        problems = self._validate(listing, hashes)
-        if problems:
-            return _rejected("the source failed validation", problems)
+        if (listing, hashes) != self._validated:  # a rescan of the same bytes needs no verdict
+            problems = self._validate(listing, hashes)
+            if problems:
+                return _rejected("the source failed validation", problems)
+            self._validated = (listing, hashes)
         generation = generation_id(
             _records({p: e for p, e in listing.items() if p in core}, hashes)
         )

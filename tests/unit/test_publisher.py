@@ -15,13 +15,16 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 from support.daemon import metric
 
+from syncagent import publisher as publishing
+from syncagent import validate
 from syncagent.demo.sample_tree import build_primary_tree
-from syncagent.errors import Reason
+from syncagent.errors import Problem, Reason
 from syncagent.publication import HEAD_NAME, MANIFESTS, OBJECTS, Head, parse_head
 from syncagent.publish_metrics import PublisherState, PublishMetrics
 from syncagent.publish_rules import STALE_AFTER, HeadVerdict, Seen, judge_head
@@ -276,3 +279,28 @@ def test_a_build_waits_for_another_publishers_build(source: Path, tmp_path: Path
         os.close(fd)
     worker.join(10)
     assert [o.result for o in outcomes] == ["published"]
+
+
+def test_a_rescan_of_unchanged_bytes_is_not_validated_again(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The minute's rescan of a 10k-file tree re-validated every file: same bytes, same
+    verdict. A changed file, or a tree that failed before, is validated again."""
+    calls: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> list[Problem]:
+        calls.append(1)
+        return validate.validate_tree(*args, **kwargs)
+
+    monkeypatch.setattr(publishing, "validate_tree", counting)
+    p = Publisher(settings_of(source, tmp_path / "pub"))
+    built(p, "published")
+    built(p, "unchanged")
+    assert len(calls) == 1
+    (source / LOCAL_INI).write_text("[proxy]\nbroken line\n")
+    assert p.build().result == "rejected"
+    assert p.build().result == "rejected", "a rejected tree is judged again"
+    assert len(calls) == 3
+    (source / LOCAL_INI).write_text("[proxy]\nhealth-check-port=5599\n")
+    built(p, "published")
+    assert len(calls) == 4

@@ -149,8 +149,9 @@ def parse_manifest(data: bytes, limits: Limits, pf: PathFilter) -> PublishedTree
     everything: dict[str, RemoteEntry] = {}
     hashes: dict[str, str] = {}
     total = 0
+    safe: set[str] = set()  # path prefixes whose names were checked: each directory once
     for raw in entries:
-        path, entry, sha = _entry(raw, limits)
+        path, entry, sha = _entry(raw, limits, safe)
         if path in everything:
             raise _unsafe(path, "appears twice in the manifest")
         everything[path] = entry
@@ -166,7 +167,8 @@ def parse_manifest(data: bytes, limits: Limits, pf: PathFilter) -> PublishedTree
         up = parent(path)
         if up and (everything.get(up) is None or everything[up].kind is not Kind.DIR):
             raise _unsafe(path, f"its parent {up} is not a directory of the manifest")
-    listing = {p: e for p, e in everything.items() if _synced(p, e, pf)}
+    descends: dict[str, bool] = {}  # pf.descend per directory, asked once each
+    listing = {p: e for p, e in everything.items() if _synced(p, e, pf, descends)}
     paths = frozenset(listing)
     problems = [
         problem
@@ -179,11 +181,11 @@ def parse_manifest(data: bytes, limits: Limits, pf: PathFilter) -> PublishedTree
     return PublishedTree(generation, sequence, listing, kept)
 
 
-def _entry(raw: Any, limits: Limits) -> tuple[str, RemoteEntry, str | None]:
+def _entry(raw: Any, limits: Limits, safe: set[str]) -> tuple[str, RemoteEntry, str | None]:
     if not isinstance(raw, dict) or not isinstance(raw.get("path"), str):
         raise _malformed("an entry without a path")
     path: str = raw["path"]
-    _check_path(path)
+    _check_path(path, safe)
     if depth(path) > limits.max_depth:
         raise SyncError(Reason.LIMITS, f"{path}: deeper than max_depth={limits.max_depth}")
     kind, mtime = raw.get("type"), _whole(raw.get("mtime", 0), path, "mtime")
@@ -206,24 +208,32 @@ def _entry(raw: Any, limits: Limits) -> tuple[str, RemoteEntry, str | None]:
     return path, RemoteEntry(Kind.FILE, _mode(raw, path), size, mtime), sha
 
 
-def _check_path(path: str) -> None:
-    """Every component a safe name, nothing that climbs, no leading or doubled slash."""
+def _check_path(path: str, safe: set[str]) -> None:
+    """Every component a safe name, nothing that climbs, no leading or doubled slash.
+    ``safe``: prefixes already checked (a 10k-file manifest has a few hundred directories)."""
     if not path or path.startswith("/") or posixpath.normpath(path) != path:
         raise _unsafe(path or "(empty)", "is not a normalised relative path")
     done = ""
     for part in path.split("/"):
         done = f"{done}/{part}" if done else part
+        if done in safe:
+            continue
         problem = check_name(done, part)
         if problem:
             raise SyncError(Reason.VALIDATION, "unsafe name in the published manifest", (problem,))
+        safe.add(done)
 
 
-def _synced(path: str, e: RemoteEntry, pf: PathFilter) -> bool:
+def _synced(path: str, e: RemoteEntry, pf: PathFilter, descends: dict[str, bool]) -> bool:
     """As a walk sees it: an entry below an excluded directory is never reached."""
     parts = path.split("/")
-    ancestors = ("/".join(parts[: i + 1]) for i in range(len(parts) - 1))
-    if not all(pf.descend(a) for a in ancestors):
-        return False
+    for i in range(len(parts) - 1):
+        a = "/".join(parts[: i + 1])
+        ok = descends.get(a)
+        if ok is None:
+            ok = descends[a] = pf.descend(a)
+        if not ok:
+            return False
     return pf.descend(path) if e.kind is Kind.DIR else not pf.excluded(path, False)
 
 

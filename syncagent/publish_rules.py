@@ -137,8 +137,14 @@ def plan_objects(
         elif e.kind is Kind.FILE:
             rec = trusted_record(path, live, record)
             if rec is not None and rec.kind is Kind.FILE and rec.sha256 == hashes[path]:
-                known[path] = Record(
-                    Kind.FILE, e.mode, rec.sha256, size=e.size, remote_mtime=e.mtime
+                known[path] = Record(  # with its live identity, as the walk's plan keeps it
+                    Kind.FILE,
+                    e.mode,
+                    rec.sha256,
+                    size=e.size,
+                    remote_mtime=e.mtime,
+                    ino=rec.ino,
+                    mtime_ns=rec.mtime_ns,
                 )
             else:
                 wanted[path] = hashes[path]

@@ -162,12 +162,10 @@ async def _stable_snapshot(
     for attempt in range(1, MAX_ATTEMPTS + 1):
         result.attempts = attempt
         listed_at = time.time()
-        # the live scan (a thread, mostly lstat) overlaps the listing (the event loop)
-        listing, live = await asyncio.gather(
-            list_tree(session, root, pf, lim), asyncio.to_thread(scan, sync.target, pf)
-        )
+        listing = await list_tree(session, root, pf, lim)
         if sync.xroad_checks:
             await check_initialized(session, root, listing)
+        live = await asyncio.to_thread(scan, sync.target, pf)
         fp = plan_fetch(
             listing, live.entries, current, now=time.time(), settle=sync.settle, verify=verify
         )

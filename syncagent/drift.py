@@ -34,6 +34,9 @@ from .tree import Kind, ancestors
 log = structlog.get_logger("syncagent.drift")
 
 RECHECK = 0.5  # seconds between looks while an apply is in flight
+# Drift is repaired by a sync, seconds later anyway: its two watchers wake once a second, not
+# four times (fswatch.STEP_MS), which is most of an idle daemon's CPU.
+DRIFT_STEP_MS = 1000
 
 
 def managed_path(target: Path, pf: PathFilter, path: str) -> str | None:
@@ -167,8 +170,15 @@ class DriftWatcher:
 
         try:
             await asyncio.gather(
-                fswatch.watch("drift", root, self.handle, stop),
-                fswatch.watch("drift-subtrees", self.subtrees, self.handle, stop, recursive=True),
+                fswatch.watch("drift", root, self.handle, stop, step_ms=DRIFT_STEP_MS),
+                fswatch.watch(
+                    "drift-subtrees",
+                    self.subtrees,
+                    self.handle,
+                    stop,
+                    recursive=True,
+                    step_ms=DRIFT_STEP_MS,
+                ),
             )
         finally:
             self.close()

@@ -44,6 +44,7 @@ async def watch(
     *,
     recursive: bool = False,
     debounce_ms: int = 400,
+    step_ms: int = STEP_MS,
 ) -> None:
     """Call ``on_change`` with each batch of events until ``stop`` is set.
 
@@ -63,7 +64,7 @@ async def watch(
                 *paths,
                 watch_filter=None,
                 debounce=debounce_ms,
-                step=STEP_MS,
+                step=step_ms,
                 stop_event=stop,
                 rust_timeout=TICK_MS,
                 yield_on_timeout=True,

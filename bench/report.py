@@ -382,7 +382,7 @@ def _published_targets(s: dict[str, Any], add: Any) -> None:
 
     def head(tree: str, metric: str, unit: Callable[[Any], str]) -> str:
         got = _get(s, tree, "agent-pub-head", metric)
-        return f"; HEAD read alone {unit(got)}" if got else ""
+        return f"; HEAD check alone {unit(got)}" if got else ""
 
     for metric, what, unit in (("primary_cpu", "primary CPU", _ms), ("bytes", "bytes", _bytes)):
         x = _get(s, "xroad_noop", "agent-pub", metric)
@@ -393,13 +393,11 @@ def _published_targets(s: dict[str, Any], add: Any) -> None:
                 _get(s, "xroad_noop", "agent-pub-head", metric),
                 _get(s, "bulk_noop", "agent-pub-head", metric),
             )
-            poll = f"; one HEAD read: {unit(hb)} vs {unit(hx)}" if hx and hb else ""
+            poll = f"; one HEAD check: {unit(hb)} vs {unit(hx)}" if hx and hb else ""
             vb = _get(s, "bulk_noop", "agent-pub", "verifying")
             vx = _get(s, "xroad_noop", "agent-pub", "verifying")
             if vb is not None and vx is not None:
-                poll += (
-                    f"; syncs with a verification share due (they read the manifest): {vb} vs {vx}"
-                )
+                poll += f"; syncs with a verification share due: {vb} vs {vx}"
             add(
                 f"Published no-op sync, 10k tree {what} within 1.5x of the X-Road tree's",
                 r,

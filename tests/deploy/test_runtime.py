@@ -790,6 +790,7 @@ ALERT_NAMES = {
     "XRoadSyncPausedTooLong",
     "XRoadSyncVersionSkew",
     "XRoadRestartPending",
+    "XRoadPublishFailing",
 }
 DISTINCT_GENERATIONS = "count(count by (generation) (syncagent_generation_info))"
 

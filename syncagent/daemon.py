@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import random
@@ -321,7 +320,7 @@ class Daemon:
             log.info("head_poll_failed", reason=str(e.reason), error=e.message)
             return
         self._head_stat = poll.stat
-        if poll.named is None or poll.named != self._followed:
+        if poll.named != self._followed:  # None too: no valid HEAD means the walk
             self.trigger("published")
 
     async def _heartbeat(self) -> None:
@@ -523,8 +522,7 @@ class Daemon:
             runner, self.http_port = await http_server.start(probe, listen)
         except OSError as e:
             log.error("cannot_listen", listen=listen, error=str(e))
-            # a port in use may be free at the next start; an address we cannot bind is config
-            return int(ExitCode.FAILED if e.errno == errno.EADDRINUSE else ExitCode.CONFIG)
+            return int(http_server.bind_failure(e))
         self.control_files.write_pid()
         self._start_scheduler()
         log.info("serving", listen=listen, port=self.http_port)

@@ -247,9 +247,6 @@ async def _sync(
             published = await take_published(
                 settings, session, state.candidate, current, trusted, followed
             )
-            if published is not None:
-                result.files_fetched += len(published.fetched)
-                result.bytes_fetched += published.nbytes
             if published is None:  # the live tree is what HEAD names: one read was all
                 assert current is not None
                 result.outcome = Outcome.UNCHANGED
@@ -258,6 +255,8 @@ async def _sync(
                 if not run.dry_run:
                     await _keep_verification(state, share, result)
                 return
+            result.files_fetched += len(published.fetched)
+            result.bytes_fetched += published.nbytes
             snap = _Snapshot(
                 published.listing,
                 published.listed_at,

@@ -12,6 +12,7 @@ Every method but GET and HEAD answers 405: nothing on the network can change sta
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from .errors import ExitCode
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import HttpSettings
 from .status import Check, DaemonState
@@ -115,8 +117,14 @@ def build_app(probe: Probe) -> web.Application:
 
 async def start(probe: Probe, listen: str) -> tuple[web.AppRunner, int]:
     """Serve until ``runner.cleanup()``; returns the runner and the bound port."""
+    return await serve_app(build_app(probe), listen)
+
+
+async def serve_app(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``listen`` until ``runner.cleanup()``; the runner and the bound port
+    (the daemon's endpoints and the publisher's share it)."""
     host, port = parse_listen(listen)
-    runner = web.AppRunner(build_app(probe), access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
@@ -127,3 +135,8 @@ async def start(probe: Probe, listen: str) -> tuple[web.AppRunner, int]:
     addresses = runner.addresses
     bound = addresses[0][1] if addresses else port
     return runner, int(bound)
+
+
+def bind_failure(e: OSError) -> ExitCode:
+    """A port in use may be free at the next start; an address that cannot be bound is config."""
+    return ExitCode.FAILED if e.errno == errno.EADDRINUSE else ExitCode.CONFIG

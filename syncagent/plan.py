@@ -91,16 +91,7 @@ def plan_fetch(
         rec = trusted_record(path, live, record)
         clean = rec is not None and record is not None and _clean(e, rec, record.listed_at)
         if clean and rec is not None and path not in verify:
-            # the live identity too: the record already vouches for the file on disk
-            known[path] = Record(
-                Kind.FILE,
-                e.mode,
-                rec.sha256,
-                size=e.size,
-                remote_mtime=e.mtime,
-                ino=rec.ino,
-                mtime_ns=rec.mtime_ns,
-            )
+            known[path] = kept_record(e, rec)
             continue
         fetch.append(path)
         if clean:
@@ -111,6 +102,21 @@ def plan_fetch(
         max(listing[p].mtime for p in unsettled) + settle + MTIME_RESOLUTION if unsettled else None
     )
     return FetchPlan(tuple(fetch), known, tuple(unsettled), settled_at, tuple(verify_only))
+
+
+def kept_record(e: RemoteEntry, rec: Record) -> Record:
+    """The record of a live file the primary's entry ``e`` still matches: the entry's mode,
+    size and mtime, the recorded hash, and its live identity too (the record already vouches
+    for the file on disk, so no 10k-file rebuild of identities follows)."""
+    return Record(
+        Kind.FILE,
+        e.mode,
+        rec.sha256,
+        size=e.size,
+        remote_mtime=e.mtime,
+        ino=rec.ino,
+        mtime_ns=rec.mtime_ns,
+    )
 
 
 def _clean(e: RemoteEntry, rec: Record, listed_at: float) -> bool:

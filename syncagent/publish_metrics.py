@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import Reason
-from .http import checks_response, parse_listen, read_only
+from .http import checks_response, read_only, serve_app
 from .metrics import CONTENT_TYPE, DURATION_BUCKETS
 from .publication import Head
 from .publish_rules import STALE_AFTER
@@ -180,13 +180,4 @@ async def serve(
     state: PublisherState, metrics: PublishMetrics, listen: str
 ) -> tuple[web.AppRunner, int]:
     """Serve until ``runner.cleanup()``; returns the runner and the bound port."""
-    host, port = parse_listen(listen)
-    runner = web.AppRunner(build_app(state, metrics), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    addresses = runner.addresses
-    return runner, int(addresses[0][1] if addresses else port)
+    return await serve_app(build_app(state, metrics), listen)

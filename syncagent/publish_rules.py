@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .livetree import LiveEntry, LiveTree
 from .manifest import Manifest, Record
-from .plan import MTIME_RESOLUTION, same_as_recorded, trusted_record
+from .plan import MTIME_RESOLUTION, kept_record, same_as_recorded, trusted_record
 from .publication import Head
 from .tree import Kind, Listing
 
@@ -137,15 +137,7 @@ def plan_objects(
         elif e.kind is Kind.FILE:
             rec = trusted_record(path, live, record)
             if rec is not None and rec.kind is Kind.FILE and rec.sha256 == hashes[path]:
-                known[path] = Record(  # with its live identity, as the walk's plan keeps it
-                    Kind.FILE,
-                    e.mode,
-                    rec.sha256,
-                    size=e.size,
-                    remote_mtime=e.mtime,
-                    ino=rec.ino,
-                    mtime_ns=rec.mtime_ns,
-                )
+                known[path] = kept_record(e, rec)
             else:
                 wanted[path] = hashes[path]
     return wanted, known

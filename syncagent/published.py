@@ -102,8 +102,7 @@ async def poll_head(session: Session, publish_dir: str, known: HeadStat | None) 
     except asyncssh.SFTPNoSuchFile:
         return HeadPoll(None, None)
     except Exception as e:
-        err = classify(e)
-        raise SyncError(err.reason, f"{path}: {err.message}") from None
+        raise classify(e, path) from None
     size, mtime = int(attrs.size or 0), int(attrs.mtime or 0)
     if known is not None and head_unchanged(known, size, mtime):
         return HeadPoll(known, known.named)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import fcntl
 import hashlib
 import os
@@ -41,13 +40,13 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import structlog
 
 from . import fswatch
 from . import publish_metrics as pm
 from .errors import ExitCode, Problem, Reason, os_error
+from .http import bind_failure
 from .livetree import LiveEntry, scan
 from .manifest import Record, generation_id
 from .names import check_name, check_symlink
@@ -72,7 +71,7 @@ from .publish_rules import (
 )
 from .report import problems_json
 from .settings import PUBLISH_LISTEN_OFF, Settings
-from .state import fsync_dir
+from .state import atomic_write, fsync_dir, write_all
 from .tree import Kind, Listing, RemoteEntry, parent, sanitise_mode
 from .validate import validate_tree
 from .xroad import VERSION_MAX_BYTES, VERSION_PATH, major_version, missing_required
@@ -293,7 +292,7 @@ class Publisher:
             while chunk := os.read(src, CHUNK):
                 h.update(chunk)
                 size += len(chunk)
-                _write_all(out, chunk)
+                write_all(out, chunk)
             os.fchmod(out, FILE_MODE)
             if self.group is not None and os.fstat(out).st_gid != self.group:
                 os.fchown(out, -1, self.group)
@@ -309,25 +308,6 @@ class Publisher:
         else:
             os.replace(tmp, self.objects / sha)
         return sha, size
-
-    def _write(self, path: Path, data: bytes) -> None:
-        """Write-fsync-rename-fsync, every byte or an error: on a nearly full disk write(2)
-        returns short, and a manifest cut short under its hash name would be refused by every
-        secondary."""
-        tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-        try:
-            if self.group is not None and os.fstat(fd).st_gid != self.group:
-                os.fchown(fd, -1, self.group)
-            _write_all(fd, data)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
 
     def _check_still(self, before: dict[str, LiveEntry]) -> None:
         """The whole tree must have held still for the whole build, not just each file."""
@@ -374,18 +354,18 @@ class Publisher:
         if action is HeadAction.CONFIRM:
             assert previous is not None
             head = dataclasses.replace(previous, checked_at=now)
-            self._write(self.head_file, encode_head(head))
+            atomic_write(self.head_file, encode_head(head), FILE_MODE, self.group)
             return PublishOutcome("unchanged", head)
         sequences = [g.sequence for g in generations] + ([previous.sequence] if previous else [])
         sequence = next_sequence(max(sequences, default=None), now)
         data = encode_manifest(generation, sequence, listing, hashes)
         name = hashlib.sha256(data).hexdigest()
-        self._write(self.manifests / name, data)
+        atomic_write(self.manifests / name, data, FILE_MODE, self.group)
         fsync_dir(self.objects)  # every object's name is durable before a HEAD can name it
         restamp = action is HeadAction.RESTAMP
         first = previous.published_at if restamp and previous is not None else now
         head = Head(generation, sequence, name, first, now)
-        self._write(self.head_file, encode_head(head))
+        atomic_write(self.head_file, encode_head(head), FILE_MODE, self.group)
         self.written = sequence
         generations.append(Published(sequence, name, frozenset(hashes.values())))
         self._prune(generations, unreadable, name)
@@ -423,12 +403,6 @@ class Publisher:
         for o in self.objects.iterdir():
             if o.name not in keep.objects:
                 o.unlink(missing_ok=True)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _records(listing: Listing, hashes: dict[str, str]) -> dict[str, Record]:
@@ -527,8 +501,7 @@ async def run_publisher(settings: Settings, stop: asyncio.Event | None = None) -
             runner, port = await pm.serve(state, metrics, listen)
         except OSError as e:
             log.error("cannot_listen", reason=str(Reason.CONFIG), listen=listen, error=str(e))
-            # a port in use may be free at the next start; an address we cannot bind is config
-            return int(ExitCode.FAILED if e.errno == errno.EADDRINUSE else ExitCode.CONFIG)
+            return int(bind_failure(e))
         log.info("serving", listen=listen, port=port)
     try:
         return await _watch_loop(settings, publisher, state, metrics, stop, own_signals)

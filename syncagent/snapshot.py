@@ -57,10 +57,7 @@ class _Walk:
         except (SyncError, asyncssh.SFTPNoSuchFile, StopAsyncIteration):
             raise
         except Exception as e:
-            err = classify(e)
-            raise SyncError(
-                err.reason, f"{posixpath.join(self.root, path)}: {err.message}"
-            ) from None
+            raise classify(e, posixpath.join(self.root, path)) from None
 
     async def walk(self, rel: str, level: int) -> None:
         remote = posixpath.join(self.root, rel) if rel else self.root
@@ -122,10 +119,7 @@ class _Walk:
         except (SyncError, asyncssh.SFTPNoSuchFile):
             raise
         except Exception as e:
-            err = classify(e)
-            raise SyncError(
-                err.reason, f"{posixpath.join(self.root, rel)}: {err.message}"
-            ) from None
+            raise classify(e, posixpath.join(self.root, rel)) from None
         finally:
             with contextlib.suppress(Exception):
                 await request(self.session, it.aclose())
@@ -253,6 +247,5 @@ async def read_small(session: Session, root: str, rel: str, limit: int) -> bytes
     except asyncssh.SFTPNoSuchFile:
         return None
     except Exception as e:
-        err = classify(e)
-        raise SyncError(err.reason, f"{remote}: {err.message}") from None
+        raise classify(e, remote) from None
     return data

@@ -26,7 +26,7 @@ from .errors import Reason, SyncError, os_error
 from .livetree import LiveTree
 from .manifest import Record
 from .settings import SyncSettings
-from .state import fsync_dir
+from .state import fsync_dir, write_all
 from .tree import Kind, Listing, RemoteEntry
 
 T = TypeVar("T")
@@ -169,7 +169,7 @@ async def _fetch_one(
                 if n > entry.size:
                     raise SnapshotMoved(f"{remote} grew past its listed {entry.size} bytes")
                 h.update(data)
-                _write_all(fd, data, local)
+                write_all(fd, data)
                 if n == entry.size and len(data) < want:
                     break  # the probe byte did not come: EOF, no extra round trip to prove it
         finally:
@@ -190,20 +190,13 @@ async def _fetch_one(
     return h.hexdigest(), n
 
 
-def _write_all(fd: int, data: bytes, local: Path) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 async def _io(session: Session, op: Awaitable[T], remote: str) -> T:
     try:
         return await request(session, op)
     except (SnapshotMoved, asyncssh.SFTPNoSuchFile):
         raise
     except Exception as e:
-        err = classify(e)
-        raise SyncError(err.reason, f"{remote}: {err.message}") from None
+        raise classify(e, remote) from None
 
 
 def build_candidate(

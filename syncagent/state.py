@@ -45,9 +45,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None =
     try:
         if group is not None and os.fstat(fd).st_gid != group:
             os.fchown(fd, -1, group)
-        view = memoryview(data)
-        while view:  # a nearly full disk can take a write only in part
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -77,6 +75,13 @@ def _remember(path: Path, manifest: Manifest, key: tuple[int, ...] | None = None
     while len(_RECORDS) >= _RECORDS_KEPT:
         del _RECORDS[next(iter(_RECORDS))]
     _RECORDS[path] = (_identity(path) if key is None else key, manifest)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Every byte: a nearly full disk (or a pipe) can take a write only in part."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def fsync_dir(path: Path) -> None:

@@ -88,6 +88,12 @@ def primary_tree(tree_area: Path) -> Path:
 
 
 # =============================================================================================
+@pytest.fixture
+def publish_dir(tree_area: Path) -> Path:
+    """A publish dir beside the primary tree (never inside it), reachable by xroad-slave."""
+    return fresh_subdir(tree_area, "publish")
+
+
 # END sshd / primary-tree fixtures
 # =============================================================================================
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from support.config import cli_env, settings_for
-from support.faults import Step, XRoadWriter, check_live_generation, read_node_local
+from support.faults import Step, XRoadWriter, check_live_generation, read_node_local, reap
 from support.sshd import Sshd
 
 from syncagent import apply as applying
@@ -71,17 +71,6 @@ def fork_agent(settings: Settings, kill_after: int | None, log: Path) -> int:
         code = 71
     finally:
         os._exit(code)
-
-
-def reap(pid: int, deadline: float) -> int | None:
-    """Exit status of pid if it ended (waits until ``deadline``), else None."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.002)
 
 
 def restart(settings: Settings) -> None:

@@ -35,9 +35,15 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 from support import hostile_primary as hp
-from support.config import settings_for
+from support.config import publish_settings, settings_for
 from support.daemon import http, metric
-from support.faults import XRoadWriter, check_live_generation, generation_of, read_node_local
+from support.faults import (
+    XRoadWriter,
+    check_live_generation,
+    generation_of,
+    read_node_local,
+    reap,
+)
 from support.publish_faults import (
     check_publish_dir,
     fill,
@@ -45,7 +51,6 @@ from support.publish_faults import (
     manifest_doc,
     manifest_sequences,
     publish_lie,
-    reap,
     served,
     sha256,
     temp_files,
@@ -68,24 +73,6 @@ SYNC_EVERY = 20  # a secondary syncs after every 20th kill
 SEED = int(os.environ.get("SYNCAGENT_FAULT_SEED", str(int(time.time()))))
 
 
-@pytest.fixture
-def publish_dir(tree_area: Path) -> Path:
-    """Beside the primary tree, where xroad-slave reaches it through the real sshd."""
-    return fresh_subdir(tree_area, "publish")
-
-
-def both(sshd: Sshd, primary: Path, target: Path, pub: Path, **extra: Any) -> Settings:
-    """One settings object for the publisher on ``primary`` and the secondary at ``target``."""
-    base = {
-        "primary__publish_dir": str(pub),
-        "publish__source": str(primary),
-        "publish__dir": str(pub),
-        "publish__settle": "0",
-        "sync__version_source": "none",
-    }
-    return settings_for(sshd, primary, target, **{**base, **extra})
-
-
 def fresh_build(settings: Settings) -> PublishOutcome:
     """What a restarted publisher's first build does (the source holds still meanwhile)."""
     publisher = Publisher(settings)
@@ -104,7 +91,7 @@ def test_sigkill_at_random_points_leaves_a_complete_generation(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    s = both(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     pf = s.sync.path_filter()
     writer = XRoadWriter(primary_tree, pf, rng)
     local = read_node_local(target)
@@ -219,7 +206,7 @@ def test_a_full_disk_at_every_fill_level_keeps_the_last_complete_generation(
     """The space left moves up page by page through the objects, the manifest and HEAD: each
     build publishes whole or fails as ``disk`` with HEAD untouched."""
     pub = small_fs / "publish"
-    s = both(sshd, primary_tree, target, pub)
+    s = publish_settings(sshd, primary_tree, target, pub)
     publisher = Publisher(s)
     assert publisher.build().result == "published"
     assert asyncio.run(sync(s)).outcome is Outcome.APPLIED
@@ -256,7 +243,7 @@ def test_a_full_disk_is_reported_as_disk_and_a_following_secondary_keeps_its_gen
     back the next build (here the next change) publishes and the secondary follows."""
     pub = small_fs / "publish"
     port = free_port()
-    s = both(sshd, primary_tree, target, pub, publish__listen=f"127.0.0.1:{port}")
+    s = publish_settings(sshd, primary_tree, target, pub, publish__listen=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}"
 
     async def exposition() -> str:

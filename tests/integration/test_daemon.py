@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from support.config import daemon_overrides, daemon_settings
+from support.config import daemon_overrides, daemon_settings, publishing
 from support.daemon import Agent, http, metric, running, samples, wait_for
 from support.sshd import Sshd, free_port, fresh_subdir
 from support.tools import require_tool
@@ -737,7 +737,7 @@ async def test_a_second_agent_or_a_taken_port_exits_1_config_errors_exit_2(
 async def test_a_published_change_lands_within_the_poll_not_the_interval(
     sshd: Sshd, primary_tree: Path, target: Path, tree_area: Path
 ) -> None:
-    """With the primary publishing, the daemon reads HEAD every sync.poll seconds and syncs
+    """With the primary publishing, the daemon checks HEAD every sync.poll seconds and syncs
     only when it changed; without a HEAD it walks again, and says so."""
     pub = fresh_subdir(tree_area, "publish")
     settings = daemon_settings(
@@ -746,10 +746,7 @@ async def test_a_published_change_lands_within_the_poll_not_the_interval(
         target,
         sync__interval=300,
         sync__poll=0.3,
-        primary__publish_dir=pub,
-        publish__source=primary_tree,
-        publish__dir=pub,
-        publish__settle=0,
+        **publishing(primary_tree, pub),
     )
     assert (await publish_once(settings)).result == "published"
     async with running(settings) as agent:
@@ -782,10 +779,7 @@ async def test_the_poll_sees_a_head_rewritten_within_the_same_second(
         target,
         sync__interval=300,
         sync__poll=0.2,
-        primary__publish_dir=pub,
-        publish__source=primary_tree,
-        publish__dir=pub,
-        publish__settle=0,
+        **publishing(primary_tree, pub),
     )
     assert (await publish_once(settings)).result == "published"
     async with running(settings) as agent:

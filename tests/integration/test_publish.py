@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from support.config import settings_for
+from support.config import publish_settings, settings_for
 from support.daemon import http, metric
-from support.sshd import Sshd, free_port, fresh_subdir
+from support.sshd import Sshd, free_port
 from support.tools import run_syncagent
 from support.trees import age, copy_tree, live_state, managed
 
@@ -30,23 +29,6 @@ from syncagent.publication import HEAD_NAME, OBJECTS, encode_head, parse_head
 from syncagent.publisher import PublishOutcome, publish_once, run_publisher
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings
-
-
-@pytest.fixture
-def publish_dir(tree_area: Path) -> Path:
-    """Beside the primary tree (never inside it), reachable by xroad-slave."""
-    return fresh_subdir(tree_area, "publish")
-
-
-def settings(sshd: Sshd, primary: Path, target: Path, pub: Path, **extra: Any) -> Settings:
-    base = {
-        "primary__publish_dir": str(pub),
-        "publish__source": str(primary),
-        "publish__dir": str(pub),
-        "publish__settle": "0",
-        "sync__version_source": "none",
-    }
-    return settings_for(sshd, primary, target, **{**base, **extra})
 
 
 def publish(s: Settings) -> PublishOutcome:
@@ -67,7 +49,7 @@ def head(pub: Path) -> Any:
 def test_publish_then_sync_applies_the_tree_with_the_walks_generation(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path, tmp_path: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     published = publish(s)
     assert published.result == "published", published.summary()
     group = primary_tree.stat().st_gid  # xroad: the read-only account reads through it
@@ -97,7 +79,7 @@ def test_publish_then_sync_applies_the_tree_with_the_walks_generation(
 def test_noop_reads_only_head(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     publish(s)
     first = run(s)
     assert first.outcome is Outcome.APPLIED, first.summary()
@@ -116,7 +98,7 @@ def test_noop_with_a_verification_share_due_still_reads_only_head(
 ) -> None:
     """The share re-hashes live files; when none drifted, HEAD naming the live generation is
     the whole answer (the manifest HEAD names is the record's, by hash)."""
-    s = settings(sshd, primary_tree, target, publish_dir, sync__verify_interval="1")
+    s = publish_settings(sshd, primary_tree, target, publish_dir, sync__verify_interval="1")
     publish(s)
     first = run(s)
     assert first.outcome is Outcome.APPLIED, first.summary()
@@ -132,7 +114,7 @@ def test_noop_with_a_verification_share_due_still_reads_only_head(
 def test_one_changed_file_fetches_one_object(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     publish(s)
     run(s)
     (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nhealth-check-port=5599\n")
@@ -150,7 +132,7 @@ def test_one_changed_file_fetches_one_object(
 def test_a_tree_failing_validation_is_not_published(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     good = publish(s)
     (primary_tree / "conf.d" / "local.ini").write_text("[proxy\nbroken\n")
     rejected = publish(s)
@@ -164,7 +146,7 @@ def test_a_tree_failing_validation_is_not_published(
 def test_sequence_never_goes_backwards_across_a_restart_with_an_emptied_dir(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     first = publish(s)
     assert first.head is not None
     for entry in publish_dir.iterdir():  # an ephemeral publish dir: gone with the restart
@@ -182,7 +164,7 @@ def test_sequence_never_goes_backwards_across_a_restart_with_an_emptied_dir(
 def test_a_secondary_refuses_a_head_whose_sequence_went_back(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     publish(s)
     assert run(s).outcome is Outcome.APPLIED
     (primary_tree / "devices.ini").unlink()
@@ -205,7 +187,7 @@ def test_a_secondary_refuses_a_head_whose_sequence_went_back(
 def test_an_object_whose_bytes_do_not_match_its_name_is_refused(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     publish(s)
     assert run(s).outcome is Outcome.APPLIED
     new = "[proxy]\nhealth-check-port=5600\n"
@@ -226,7 +208,7 @@ def test_an_object_whose_bytes_do_not_match_its_name_is_refused(
 def test_no_head_falls_back_to_the_walk(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     result = run(s)
     assert result.outcome is Outcome.APPLIED, result.summary()
     assert result.source == "walk"
@@ -237,7 +219,7 @@ def test_no_head_falls_back_to_the_walk(
 def test_a_stale_head_falls_back_to_the_walk(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     publish(s)
     current = head(publish_dir)
     old = time.time() - 3600
@@ -252,7 +234,7 @@ def test_a_stale_head_falls_back_to_the_walk(
 def test_the_publisher_follows_changes_in_the_source(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
-    s = settings(sshd, primary_tree, target, publish_dir, publish__settle="0.3")
+    s = publish_settings(sshd, primary_tree, target, publish_dir, publish__settle="0.3")
 
     async def scenario() -> tuple[Any, Any]:
         stop = asyncio.Event()
@@ -313,7 +295,7 @@ def test_a_primary_restored_from_a_backup_heals_its_secondaries_at_the_publisher
 ) -> None:
     """The backup holds the tree and the publish dir of an hour ago; the secondaries applied
     later generations since. Its HEAD is refused as going back until the publisher starts."""
-    s = settings(sshd, primary_tree, target, publish_dir)
+    s = publish_settings(sshd, primary_tree, target, publish_dir)
     assert publish(s).result == "published"
     assert run(s).outcome is Outcome.APPLIED
     backup = tmp_path / "backup"
@@ -349,7 +331,9 @@ def test_the_publisher_serves_healthz_and_metrics_read_only(
     sshd: Sshd, primary_tree: Path, target: Path, publish_dir: Path
 ) -> None:
     port = free_port()
-    s = settings(sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}")
+    s = publish_settings(
+        sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}"
+    )
     url = f"http://127.0.0.1:{port}"
 
     async def scenario() -> tuple[str, str, int, int]:
@@ -397,11 +381,13 @@ def test_the_publisher_will_not_start_on_a_port_it_cannot_have(
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        s = settings(sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}")
+        s = publish_settings(
+            sshd, primary_tree, target, publish_dir, publish__listen=f"127.0.0.1:{port}"
+        )
         assert asyncio.run(run_publisher(s, asyncio.Event())) == 1
     assert not (publish_dir / HEAD_NAME).exists()
 
-    off = settings(sshd, primary_tree, target, publish_dir, publish__listen="off")
+    off = publish_settings(sshd, primary_tree, target, publish_dir, publish__listen="off")
 
     async def without_a_port() -> int:
         stop = asyncio.Event()

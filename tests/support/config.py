@@ -69,6 +69,25 @@ def settings_for(primary: Endpoint, remote: Path | str, target: Path, **extra: A
     return build(overrides_for(primary, remote, target, **extra))
 
 
+def publishing(source: Path, pub: Path) -> dict[str, Any]:
+    """Overrides for the publisher of ``source`` into ``pub`` (settle 0) and for a secondary
+    following its HEAD: one settings object serves both sides."""
+    return {
+        "primary__publish_dir": str(pub),
+        "publish__source": str(source),
+        "publish__dir": str(pub),
+        "publish__settle": "0",
+    }
+
+
+def publish_settings(
+    primary: Endpoint, source: Path, target: Path, pub: Path, **extra: Any
+) -> Settings:
+    """``settings_for`` with ``publishing`` and no version check."""
+    base = {**publishing(source, pub), "sync__version_source": "none"}
+    return settings_for(primary, source, target, **{**base, **extra})
+
+
 def daemon_settings(
     primary: Endpoint, remote: Path, target: Path, config: Path | None = None, **extra: Any
 ) -> Settings:

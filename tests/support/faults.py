@@ -274,3 +274,14 @@ class XRoadWriter:
             choices += [lambda: self.remove_keys(self.rng.randint(1, 2))] * 2
         choices += [self.add_dir] if len(self.extra_dirs) < 3 else [self.remove_dir]
         return self.rng.choice(choices)()
+
+
+def reap(pid: int, deadline: float) -> int | None:
+    """Exit status of pid if it ended (waits until ``deadline``), else None."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.001)

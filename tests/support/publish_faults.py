@@ -120,17 +120,6 @@ def fork_publisher(settings: Settings, log: Path) -> int:
         os._exit(code)
 
 
-def reap(pid: int, deadline: float) -> int | None:
-    """Exit status of pid if it ended (waits until ``deadline``), else None."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.001)
-
-
 # ---- a small filesystem ----------------------------------------------------------------------
 
 

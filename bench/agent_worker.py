@@ -31,6 +31,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from syncagent import logs
@@ -107,15 +108,7 @@ class Worker:
         }
 
     async def sync(self, fresh: bool) -> dict[str, Any]:
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        results = await asyncio.gather(
-            *(self._sync_one(i, fresh) for i in range(len(self.settings)))
-        )
-        return {
-            "wall": time.perf_counter() - t0,
-            "cpu": time.process_time() - cpu0,
-            "results": list(results),
-        }
+        return await _timed_all(self._sync_one(i, fresh) for i in range(len(self.settings)))
 
     async def _poll_one(self, i: int, every: float, duration: float) -> dict[str, Any]:
         session, root = self.sessions[i], self.settings[i].primary.published_root
@@ -162,15 +155,8 @@ class Worker:
         }
 
     async def poll(self, every: float, duration: float) -> dict[str, Any]:
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        results = await asyncio.gather(
-            *(self._poll_one(i, every, duration) for i in range(len(self.settings)))
-        )
-        return {
-            "wall": time.perf_counter() - t0,
-            "cpu": time.process_time() - cpu0,
-            "results": list(results),
-        }
+        n = len(self.settings)
+        return await _timed_all(self._poll_one(i, every, duration) for i in range(n))
 
     async def profile(self, fresh: bool, path: str) -> dict[str, Any]:
         from pyinstrument import Profiler
@@ -200,6 +186,17 @@ class Worker:
                 await s.close()
         self.sessions = [None] * len(self.settings)
         return {}
+
+
+async def _timed_all(coros: Iterable[Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Run every agent's coroutine at the same instant; the wall and the process's CPU."""
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    results = await asyncio.gather(*coros)
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": time.process_time() - cpu0,
+        "results": list(results),
+    }
 
 
 async def main() -> None:

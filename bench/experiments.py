@@ -290,6 +290,23 @@ def _warm_rsync(primary: Primary, remote: Path, targets: list[Path], parallel: i
         _rsync_round(primary, remote, targets[i : i + parallel])
 
 
+def _connect_storm(primary: Primary, procs: list[AgentProc]) -> dict[str, Any]:
+    """Every agent connects at the same instant (refused ones retry with the daemon's
+    backoff): how many got in at once, how long the last took, what it cost the primary."""
+    p0 = primary.cpu.seconds()
+    for p in procs:
+        p.send({"op": "connect", "retry": True})
+    conns = [r for p in procs for r in p.recv()["results"]]
+    p1 = primary.cpu.seconds()
+    return {
+        "connected": sum(1 for c in conns if c["ok"]),
+        "first_try": sum(1 for c in conns if c["ok"] and c["attempts"] == 1),
+        "refused_attempts": sum(len(c["errors"]) for c in conns),
+        "all_connected_after": max(c["seconds"] for c in conns),
+        "primary_cpu": (p1 - p0) if p0 is not None and p1 is not None else None,
+    }
+
+
 def fanout(
     primary: Primary,
     remote: Path,
@@ -329,18 +346,7 @@ def fanout(
         try:
             for p in procs:  # all imported and waiting, so the connects start together
                 p.wait_ready()
-            p0 = primary.cpu.seconds()
-            for p in procs:
-                p.send({"op": "connect", "retry": True})
-            conns = [r for p in procs for r in p.recv()["results"]]
-            p1 = primary.cpu.seconds()
-            row["agent_connect"] = {
-                "connected": sum(1 for c in conns if c["ok"]),
-                "first_try": sum(1 for c in conns if c["ok"] and c["attempts"] == 1),
-                "refused_attempts": sum(len(c["errors"]) for c in conns),
-                "all_connected_after": max(c["seconds"] for c in conns),
-                "primary_cpu": (p1 - p0) if p0 is not None and p1 is not None else None,
-            }
+            row["agent_connect"] = _connect_storm(primary, procs)
             for p in procs:  # first sync (warm-up; a no-op for targets synced at a smaller N)
                 p.send({"op": "sync"})
             warm = [r for p in procs for r in p.recv()["results"]]
@@ -467,18 +473,7 @@ def fanout_published(
         try:
             for p in procs:  # all imported and waiting, so the connects start together
                 p.wait_ready()
-            p0 = primary.cpu.seconds()
-            for p in procs:
-                p.send({"op": "connect", "retry": True})
-            conns = [r for p in procs for r in p.recv()["results"]]
-            p1 = primary.cpu.seconds()
-            row["agent_connect"] = {
-                "connected": sum(1 for c in conns if c["ok"]),
-                "first_try": sum(1 for c in conns if c["ok"] and c["attempts"] == 1),
-                "refused_attempts": sum(len(c["errors"]) for c in conns),
-                "all_connected_after": max(c["seconds"] for c in conns),
-                "primary_cpu": (p1 - p0) if p0 is not None and p1 is not None else None,
-            }
+            row["agent_connect"] = _connect_storm(primary, procs)
             head = publisher.wait_head()
             first = _published_round(primary, procs, n, head.sequence)
             row["first_sync"] = first

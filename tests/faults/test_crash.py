@@ -29,13 +29,19 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from support.config import cli_env, settings_for
-from support.faults import Step, XRoadWriter, check_live_generation, read_node_local, reap
+from support.faults import (
+    Step,
+    XRoadWriter,
+    check_live_generation,
+    fork_child,
+    read_node_local,
+    reap,
+)
 from support.sshd import Sshd
 
 from syncagent import apply as applying
@@ -52,25 +58,16 @@ STUCK = 30.0  # no agent run may take longer than this (sync.timeout is far abov
 
 
 def fork_agent(settings: Settings, kill_after: int | None, log: Path) -> int:
-    """Start one sync in a forked child; returns its pid. The child never returns to pytest."""
-    assert threading.active_count() == 1, "fork needs a single-threaded test process"
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 70
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+    """Start one sync in a forked child; returns its pid."""
+
+    def work() -> int:
         if kill_after is not None:
             os.environ[testhooks.KILL_AFTER_OP] = str(kill_after)
         else:
             os.environ.pop(testhooks.KILL_AFTER_OP, None)
-        code = int(asyncio.run(sync(settings)).exit_code)
-    except BaseException:
-        code = 71
-    finally:
-        os._exit(code)
+        return int(asyncio.run(sync(settings)).exit_code)
+
+    return fork_child(log, work)
 
 
 def restart(settings: Settings) -> None:

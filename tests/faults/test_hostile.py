@@ -27,6 +27,7 @@ from typing import Any
 import asyncssh
 import pytest
 from support import hostile_primary as hp
+from support.faults import decoy_root
 from support.trees import snapshot
 
 from syncagent.demo.sample_tree import build_primary_tree, build_secondary_local
@@ -55,9 +56,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     root = tmp_path / "world"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "shadow").write_text("root:$6$not-really:19000:0:99999:7:::\n")
-    (root / "escape.ini").write_text("[decoy]\nmust-not-change=1\n")
+    decoy_root(root)
     source = tmp_path / "honest"
     build_primary_tree(source, mtime=time.time() - 3600)
     target = root / "etc-xroad"

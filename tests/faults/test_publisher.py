@@ -40,6 +40,7 @@ from support.daemon import http, metric
 from support.faults import (
     XRoadWriter,
     check_live_generation,
+    decoy_root,
     generation_of,
     read_node_local,
     reap,
@@ -321,9 +322,7 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     root = tmp_path / "world"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "shadow").write_text("root:$6$not-really:19000:0:99999:7:::\n")
-    (root / "escape.ini").write_text("[decoy]\nmust-not-change=1\n")
+    decoy_root(root)
     source = tmp_path / "honest"
     build_primary_tree(source, mtime=time.time() - 3600)
     pub = tmp_path / "publish"

@@ -15,6 +15,7 @@ import random
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -285,3 +286,33 @@ def reap(pid: int, deadline: float) -> int | None:
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.001)
+
+
+def fork_child(log: Path, work: Callable[[], int]) -> int:
+    """Run ``work`` in a forked child, its stdout and stderr in ``log``; returns its pid. The
+    child exits with what ``work`` returns (71 if it raised) and never returns to pytest.
+
+    Forked, not started: the modules are already imported, so a cycle costs the work, not a
+    Python start."""
+    assert threading.active_count() == 1, "fork needs a single-threaded test process"
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 70
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        code = work()
+    except BaseException:
+        code = 71
+    finally:
+        os._exit(code)
+
+
+def decoy_root(root: Path) -> None:
+    """What a path escape from a hostile primary's tree would reach: a shadow file and a decoy
+    ini beside the secondary, which must never change."""
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "shadow").write_text("root:$6$not-really:19000:0:99999:7:::\n")
+    (root / "escape.ini").write_text("[decoy]\nmust-not-change=1\n")

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from support import hostile_primary as hp
+from support.faults import fork_child
 from support.tools import require_root, require_tool
 from syncagent.excludes import PathFilter
 from syncagent.publication import (
@@ -97,27 +97,14 @@ def temp_files(pub: Path) -> list[str]:
 
 
 def fork_publisher(settings: Settings, log: Path) -> int:
-    """A child building generations in a loop until it is killed; returns its pid.
+    """A child building generations in a loop until it is killed; returns its pid."""
 
-    Forked, not started: the modules are already imported, so a cycle costs a build, not a
-    Python start. The child never returns to pytest.
-    """
-    assert threading.active_count() == 1, "fork needs a single-threaded test process"
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 70
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+    def work() -> int:
         publisher = Publisher(settings)
         while True:
             publisher.build()
-    except BaseException:
-        code = 71
-    finally:
-        os._exit(code)
+
+    return fork_child(log, work)
 
 
 # ---- a small filesystem ----------------------------------------------------------------------

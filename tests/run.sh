@@ -32,7 +32,9 @@ systemctl disable --now prometheus >/dev/null 2>&1 || true
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# exactly the locked releases (requirements/test.lock, with hashes), then the project itself
+.venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/test.lock
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
 
 .venv/bin/ruff check .
 .venv/bin/mypy syncagent tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from support.sshd import Sshd
@@ -118,3 +119,32 @@ def test_options_before_the_command_as_the_systemd_unit_writes_them(
     assert json.loads(r.stdout)["result"] == "applied"
     again = cli("-c", str(cfg), "once", "--json", env={})
     assert again.returncode == 0 and json.loads(again.stdout)["result"] == "unchanged"
+
+
+def test_stderr_holds_only_structured_log_lines(
+    sshd: Sshd, primary_tree: Path, tmp_path: Path
+) -> None:
+    """Whatever a dependency warns at import time, every stderr line is one JSON log event."""
+    target = tmp_path / "t"
+    target.mkdir()
+    build_secondary_local(target)
+    env = {**os.environ, **agent_env(sshd, primary_tree, target), "PYTHONWARNINGS": "always"}
+    for args in (("--help",), ("check-config",), ("once",), ("diff",), ("status",)):
+        r = run_syncagent(*args, env=env)
+        for line in r.stderr.splitlines():
+            assert isinstance(json.loads(line).get("event"), str), (args, line)
+    warned = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import warnings, syncagent, sys; warnings.warn('import-time', UserWarning); "
+            "from syncagent.cli import main; sys.exit(main(['once']))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in warned.stderr.splitlines()]
+    warned_of = [e["message"] for e in events if e["event"] == "python_warning"]
+    assert warned_of.count("import-time") == 1

@@ -267,12 +267,14 @@ def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
     what the image installs is what the host fetched; the build stage never reaches an index).
     """
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
-    requirements = [
-        *project["build-system"]["requires"],
-        "wheel",
-        *project["project"]["dependencies"],
-    ]
-    spec = {"python": python, "platforms": _platforms(), "requirements": requirements}
+    requirements = [*project["build-system"]["requires"], "wheel"]
+    lock = REPO / "requirements" / "runtime.lock"  # what the image installs, hashes checked
+    spec = {
+        "python": python,
+        "platforms": _platforms(),
+        "requirements": requirements,
+        "lock": hashlib.sha256(lock.read_bytes()).hexdigest(),
+    }
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     dest = CACHE / "wheelhouse" / key
     if (dest / ".complete").exists():
@@ -305,9 +307,10 @@ def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
     for plat in _platforms():
         cmd += ["--platform", plat]
     env = {k: v for k, v in os.environ.items() if k != "PIP_FIND_LINKS"}  # the index only
-    res = subprocess.run(
-        [*cmd, *requirements], capture_output=True, text=True, env=env, timeout=600
-    )
+    for args in (requirements, ["--require-hashes", "-r", str(lock)]):
+        res = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=600)
+        if res.returncode != 0:
+            break
     assert res.returncode == 0, f"pip download failed:\n{res.stdout}\n{res.stderr}"
     (tmp / ".complete").write_text(json.dumps(spec, indent=1))
     shutil.rmtree(dest, ignore_errors=True)

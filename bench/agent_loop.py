@@ -16,10 +16,10 @@ import random
 import sys
 
 from syncagent import logs
-from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
-from syncagent.state import StateDir
+from syncagent.local.state import StateDir
+from syncagent.remote.connection import Session, connect
 
 from .infra import make_settings
 

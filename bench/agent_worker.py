@@ -35,13 +35,13 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from syncagent import logs
-from syncagent.connection import Session, connect
 from syncagent.engine import sync
 from syncagent.errors import SyncError
-from syncagent.publish_rules import HeadStat
-from syncagent.published import poll_head
-from syncagent.state import StateDir
-from syncagent.verify import Cursor
+from syncagent.local.state import StateDir
+from syncagent.local.verify import Cursor
+from syncagent.remote.connection import Session, connect
+from syncagent.remote.head import poll_head
+from syncagent.remote.head_rules import HeadStat
 
 from .infra import make_settings
 

@@ -32,8 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from syncagent.publication import HEAD_NAME, Head, parse_head
-from syncagent.publish_rules import RESCAN_INTERVAL
+from syncagent.publishdir import HEAD_NAME, RESCAN_INTERVAL, Head, parse_head
 from syncagent.settings import FIELDS_BY_NAME
 
 from .infra import PYTHON, REPO, CpuGroup

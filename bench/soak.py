@@ -87,7 +87,8 @@ Three phases, one report (``<out>/<date>-soak[-quick].{json,md,png}``):
    twice, and attributed to the third-party package (or syncagent module) whose import pulled
    it in first; ``python -X importtime`` self time by package (median of 3); and the marginal
    RSS of the modules ``syncagent.cli`` imports although ``run`` never uses them
-   (``syncagent.demo``, ``syncagent.rollback``), i.e. what a lazy import there would save; what
+   (``syncagent.demo``, ``syncagent.local.rollback``), i.e. what a lazy import there would
+   save; what
    replacing each dependency would save (its marginal RSS imported last, after the stdlib
    modules syncagent's own code needs and every other dependency); and the cost of the modules
    the daemon loads only once running (the probe's module list at loop start and later).
@@ -1342,7 +1343,7 @@ def memory(loaded_later: list[str]) -> dict[str, Any]:
     replaceable = marginal_costs([m for m, c in meter["cost"].items() if c[3] == "stdlib"])
     total = meter["final"]["VmRSS"] - meter["baseline"]["VmRSS"]
     # Marginal cost of what ``syncagent.cli`` imports beyond what ``run`` needs.
-    marginal = _meter(["syncagent.daemon", "syncagent.demo", "syncagent.rollback"])
+    marginal = _meter(["syncagent.daemon.service", "syncagent.demo", "syncagent.local.rollback"])
     cuts = {s["module"]: s["VmRSS"] for s in marginal["steps"][1:]}
     later = [m for m in loaded_later if not m.startswith("encodings.")]
     runtime = _meter(["syncagent.cli", *later]) if later else None
@@ -1811,7 +1812,7 @@ def table(doc: dict[str, Any]) -> str:
     rows += [
         "",
         "Imported by `syncagent.cli` although `run` never uses them (marginal RSS after "
-        "`syncagent.daemon`): "
+        "`syncagent.daemon.service`): "
         + ", ".join(f"`{k}` {v / 1e6:.2f} MB" for k, v in m["cli_only_imports"].items())
         + ".",
         "",

@@ -1,6 +1,6 @@
 """syncagent: configuration sync for X-Road Security Server secondaries."""
 
-from .logs import capture_warnings
+from syncagent.logs import capture_warnings
 
 __version__ = "0.1.0"
 

@@ -20,19 +20,18 @@ from typing import Any
 
 import structlog
 
-from . import __version__, logs
-from .control import ControlFiles
-from .daemon import serve
-from .demo import run_demo
-from .engine import sync
-from .errors import ExitCode, Problem
-from .publish_rules import Seen
-from .publisher import publish_once, run_publisher
-from .report import SyncResult, problems_json
-from .rollback import rollback
-from .settings import FIELDS, Settings, file_problems, load, reference_markdown
-from .state import StateDir, locked, open_state
-from .status import read_status, summary_line
+from syncagent import __version__, logs
+from syncagent.daemon.control import ControlFiles
+from syncagent.daemon.service import serve
+from syncagent.daemon.status import read_status, summary_line
+from syncagent.demo import run_demo
+from syncagent.engine import sync
+from syncagent.errors import ExitCode, Problem
+from syncagent.local.rollback import rollback
+from syncagent.local.state import Seen, StateDir, locked, open_state
+from syncagent.publish.builder import publish_once, run_publisher
+from syncagent.report import SyncResult, problems_json
+from syncagent.settings import FIELDS, Settings, file_problems, load, reference_markdown
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 

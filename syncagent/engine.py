@@ -17,32 +17,31 @@ from pathlib import Path
 
 import structlog
 
-from . import apply as applying
-from .connection import Session, connect
-from .drift import drifted_content
-from .errors import Reason, SyncError, os_error
-from .excludes import PathFilter
-from .livetree import LiveTree, absent, scan
-from .manifest import Manifest, Record, generation_id, live_identity_records, new_records
-from .plan import diff, plan_fetch, trusted_live
-from .preconditions import check_initialized, compare_releases, hold_on_skew
-from .published import choose_head, remember_head, take_published
-from .report import Outcome, SyncResult, outcome_for
-from .settings import Settings, SyncSettings
-from .snapshot import Limits, list_tree, restat
-from .stage import (
-    Ownership,
-    SnapshotMoved,
-    build_candidate,
-    fetch_files,
-    fresh_dir,
-    fsync_tree,
-    link_live_files,
+from syncagent.errors import Reason, SyncError, os_error
+from syncagent.excludes import PathFilter
+from syncagent.local import apply as applying
+from syncagent.local.drift import drifted_content
+from syncagent.local.livetree import LiveTree, absent, scan
+from syncagent.local.manifest import (
+    Manifest,
+    Record,
+    generation_id,
+    live_identity_records,
+    new_records,
 )
-from .state import StateDir, open_state
-from .tree import Kind, Listing, ancestors, parent
-from .validate import check_local_node, run_validate_command, validate_tree
-from .verify import LOCAL, PRIMARY, Share, plan_share
+from syncagent.local.plan import diff, plan_fetch, trusted_live
+from syncagent.local.stage import Ownership, build_candidate, fresh_dir, fsync_tree, link_live_files
+from syncagent.local.state import StateDir, open_state
+from syncagent.local.validate import check_local_node, run_validate_command, validate_tree
+from syncagent.local.verify import LOCAL, PRIMARY, Share, plan_share
+from syncagent.remote.connection import Session, connect
+from syncagent.remote.fetch import SnapshotMoved, fetch_files
+from syncagent.remote.head import choose_head, remember_head, take_published
+from syncagent.remote.listing import list_tree, restat
+from syncagent.remote.preconditions import check_initialized, compare_releases, hold_on_skew
+from syncagent.report import Outcome, SyncResult, outcome_for
+from syncagent.settings import Settings, SyncSettings
+from syncagent.tree import Kind, Limits, Listing, ancestors, parent
 
 log = structlog.get_logger("syncagent.engine")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from .errors import Problem
+from syncagent.errors import Problem
 
 MAX_NAME_BYTES = 255
 

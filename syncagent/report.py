@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ExitCode, Problem, Reason, SyncError, exit_code_for
+from syncagent.errors import ExitCode, Problem, Reason, SyncError, exit_code_for
 
 
 class Outcome(enum.StrEnum):

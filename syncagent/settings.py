@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import testhooks
-from .errors import Problem, Reason
-from .excludes import PathFilter, compile_pattern
-from .xroad import (
+from syncagent import testhooks
+from syncagent.errors import Problem, Reason
+from syncagent.excludes import PathFilter, compile_pattern
+from syncagent.xroad.paths import (
     DISABLE_FLAG,
     NODE_TYPE_ENV,
     NODE_TYPES,

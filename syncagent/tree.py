@@ -10,6 +10,10 @@ import enum
 import posixpath
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from syncagent.settings import SyncSettings
 
 SAFE_MODE_MASK = 0o775  # drop setuid/setgid/sticky and world-write from anything we write
 
@@ -50,3 +54,17 @@ def ancestors(path: str) -> list[str]:
     """Parent directories of a path, outermost first ("a/b/c" -> ["a", "a/b"])."""
     parts = path.split("/")[:-1]
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a tree a listing (walked or published) may hold before it is refused."""
+
+    max_files: int
+    max_total_bytes: int
+    max_file_bytes: int
+    max_depth: int
+
+    @classmethod
+    def of(cls, sync: SyncSettings) -> Limits:
+        return cls(sync.max_files, sync.max_total_bytes, sync.max_file_bytes, sync.max_depth)

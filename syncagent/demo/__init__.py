@@ -4,6 +4,6 @@ Kept out of the core package on purpose: nothing the agent itself runs imports f
 The tests and the benchmarks build their primaries with ``demo.sample_tree`` too.
 """
 
-from .session import run_demo
+from syncagent.demo.session import run_demo
 
 __all__ = ["run_demo"]

@@ -17,13 +17,13 @@ from typing import Any
 
 import asyncssh
 
-from ..xroad import KEYCONF_PATH, softtoken_key_ids
-from .sample_tree import (
+from syncagent.demo.sample_tree import (
     add_softtoken_key,
     build_primary_tree,
     build_secondary_local,
     remove_softtoken_key,
 )
+from syncagent.xroad.paths import KEYCONF_PATH, softtoken_key_ids
 
 CHURN_EVERY = 4.0
 KEEP_KEYS = 5

@@ -22,8 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..formats import parse_xml
-from ..xroad import KEYCONF_PATH, SOFTTOKEN_DIR, XROAD_PROPERTIES, softtoken_keys
+from syncagent.xroad.formats import parse_xml
+from syncagent.xroad.paths import (
+    KEYCONF_PATH,
+    SOFTTOKEN_DIR,
+    XROAD_PROPERTIES,
+    softtoken_keys,
+)
 
 __all__ = [
     "add_softtoken_key",

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import logs
-from ..daemon import Daemon, serve
-from ..errors import ExitCode
-from ..settings import load
-from .primary import CHURN_EVERY, Layout, churn, prepare, start_primary
+from syncagent import logs
+from syncagent.daemon.service import Daemon, serve
+from syncagent.demo.primary import CHURN_EVERY, Layout, churn, prepare, start_primary
+from syncagent.errors import ExitCode
+from syncagent.settings import load
 
 INTERVAL = 5.0
 

@@ -9,8 +9,8 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 from support.grafana import DASHBOARD, dashboard, panel_queries
 
-from syncagent.metrics import Metrics
-from syncagent.status import DaemonState
+from syncagent.daemon.metrics import Metrics
+from syncagent.daemon.status import DaemonState
 
 
 def test_the_dashboard_has_the_documented_shape() -> None:

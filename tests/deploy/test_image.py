@@ -50,7 +50,7 @@ from support.waiting import get, until
 
 from syncagent.demo.sample_tree import build_primary_tree
 from syncagent.excludes import PathFilter
-from syncagent.xroad import PROFILES
+from syncagent.xroad.paths import PROFILES
 
 DOCKER = REPO / "docker"
 STANDIN_ROOTFS = DOCKER / "standin" / "rootfs"

@@ -50,7 +50,7 @@ from support.waiting import get, until
 
 from syncagent.demo.sample_tree import add_softtoken_key, build_secondary_local
 from syncagent.engine import sync
-from syncagent.publication import HEAD_NAME, parse_head
+from syncagent.publishdir import HEAD_NAME, parse_head
 from syncagent.report import Outcome
 
 ROOT = REPO

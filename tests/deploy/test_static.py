@@ -28,9 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import REPO
 from support.tools import require_tool
 
-from syncagent.metrics import Metrics
-from syncagent.publish_metrics import PublisherState, PublishMetrics
-from syncagent.status import DaemonState
+from syncagent.daemon.metrics import Metrics
+from syncagent.daemon.status import DaemonState
+from syncagent.publish.port import PublisherState, PublishMetrics
 
 ROOT = REPO
 SYSTEMD = ROOT / "systemd"

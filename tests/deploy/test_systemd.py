@@ -44,10 +44,10 @@ from support.tools import require_root, require_tool
 from support.trees import age, snapshot
 from support.waiting import until
 
-from syncagent.daemon import STOP_GRACE
+from syncagent.daemon.service import STOP_GRACE
 from syncagent.demo.sample_tree import build_primary_tree
 from syncagent.excludes import PathFilter
-from syncagent.xroad import PROFILES
+from syncagent.xroad.paths import PROFILES
 
 UNIT = "syncagent.service"
 UNIT_FILE = REPO / "systemd" / "syncagent.service"

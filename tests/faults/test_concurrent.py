@@ -30,7 +30,7 @@ from syncagent.demo.sample_tree import (
 )
 from syncagent.engine import sync
 from syncagent.report import Outcome
-from syncagent.xroad import SOFTTOKEN_DIR, softtoken_key_ids
+from syncagent.xroad.paths import SOFTTOKEN_DIR, softtoken_key_ids
 
 DURATION = float(os.environ.get("SYNCAGENT_FAULT_CONCURRENT_SECONDS", "20"))
 SEED = int(os.environ.get("SYNCAGENT_FAULT_SEED", str(int(time.time()))))

@@ -44,12 +44,12 @@ from support.faults import (
 )
 from support.sshd import Sshd
 
-from syncagent import apply as applying
 from syncagent import testhooks
 from syncagent.engine import sync
+from syncagent.local import apply as applying
+from syncagent.local.state import StateDir
 from syncagent.report import Outcome
 from syncagent.settings import Settings
-from syncagent.state import StateDir
 
 CYCLES = int(os.environ.get("SYNCAGENT_FAULT_CRASH_CYCLES", "220"))
 CLI_CYCLES = int(os.environ.get("SYNCAGENT_FAULT_CLI_CYCLES", "16"))

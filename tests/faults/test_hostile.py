@@ -34,9 +34,9 @@ from syncagent.demo.sample_tree import build_primary_tree, build_secondary_local
 from syncagent.engine import sync
 from syncagent.errors import Reason
 from syncagent.excludes import PathFilter
+from syncagent.remote.listing import READDIR_CONCURRENCY
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings, load
-from syncagent.snapshot import READDIR_CONCURRENCY
 
 MEMORY_BUDGET = 48 * 1024**2  # tracemalloc peak of one hostile sync, agent + server together
 IO_TIMEOUT = 2.0

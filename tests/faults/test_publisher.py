@@ -64,8 +64,8 @@ from syncagent.demo.sample_tree import build_primary_tree, build_secondary_local
 from syncagent.engine import sync
 from syncagent.errors import Reason
 from syncagent.excludes import PathFilter
-from syncagent.publication import HEAD_NAME, Head, encode_head
-from syncagent.publisher import Publisher, PublishOutcome, run_publisher
+from syncagent.publish.builder import Publisher, PublishOutcome, run_publisher
+from syncagent.publishdir import HEAD_NAME, Head, encode_head
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings, load
 

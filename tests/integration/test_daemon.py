@@ -29,16 +29,17 @@ from support.sshd import Sshd, free_port, fresh_subdir
 from support.tools import require_tool
 from support.trees import age, managed
 
-from syncagent import cli, daemon, engine
-from syncagent.control import ControlFiles
+from syncagent import cli, engine
+from syncagent.daemon import service as daemon
+from syncagent.daemon.control import ControlFiles
+from syncagent.daemon.keeper import backoff_ceiling
 from syncagent.demo.sample_tree import add_softtoken_key
 from syncagent.errors import Reason, SyncError
-from syncagent.keeper import backoff_ceiling
-from syncagent.publication import parse_head
-from syncagent.publisher import publish_once
+from syncagent.local.state import StateDir
+from syncagent.publish.builder import publish_once
+from syncagent.publishdir import parse_head
 from syncagent.report import Outcome, SyncResult
-from syncagent.state import StateDir
-from syncagent.xroad import softtoken_key_ids
+from syncagent.xroad.paths import softtoken_key_ids
 
 
 @pytest.fixture

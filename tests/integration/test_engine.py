@@ -26,15 +26,15 @@ from support.trees import (
     snapshot,
 )
 
-from syncagent import apply as applying
 from syncagent import testhooks
 from syncagent.demo.sample_tree import add_softtoken_key, build_secondary_local
 from syncagent.engine import sync
 from syncagent.errors import Reason
+from syncagent.local import apply as applying
+from syncagent.local.state import StateDir, locked
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings
-from syncagent.state import StateDir, locked
-from syncagent.xroad import softtoken_key_ids
+from syncagent.xroad.paths import softtoken_key_ids
 
 MakeSettings = Callable[..., Settings]
 

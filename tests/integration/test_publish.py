@@ -25,8 +25,8 @@ from support.trees import age, copy_tree, live_state, managed
 from syncagent.demo.sample_tree import build_secondary_local
 from syncagent.engine import sync
 from syncagent.errors import Reason
-from syncagent.publication import HEAD_NAME, OBJECTS, encode_head, parse_head
-from syncagent.publisher import PublishOutcome, publish_once, run_publisher
+from syncagent.publish.builder import PublishOutcome, publish_once, run_publisher
+from syncagent.publishdir import HEAD_NAME, OBJECTS, encode_head, parse_head
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import Settings
 

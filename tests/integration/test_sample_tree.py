@@ -23,7 +23,7 @@ from syncagent.demo.sample_tree import (
     build_secondary_local,
     remove_softtoken_key,
 )
-from syncagent.xroad import softtoken_key_ids
+from syncagent.xroad.paths import softtoken_key_ids
 
 CONNECT_TIMEOUT = 10
 

@@ -25,8 +25,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.config import env_for
-from syncagent.daemon import Daemon
-from syncagent.sdnotify import Notifier
+from syncagent.daemon.sdnotify import Notifier
+from syncagent.daemon.service import Daemon
 from syncagent.settings import Settings
 
 WAIT = 20.0

@@ -1,7 +1,7 @@
 """Shared by the fault tests: what a generation is, a primary writer that saves like X-Road, and
 the checks that say "the live tree is exactly one validated generation".
 
-A generation is identified the way the engine does it (syncagent.manifest.generation_id over
+A generation is identified the way the engine does it (syncagent.local.manifest.generation_id over
 path, kind, sanitised mode and content of the synced set), computed here independently from the
 files on disk, so a check never trusts the agent's own record of what it applied.
 """
@@ -26,11 +26,11 @@ from syncagent.demo.sample_tree import (
     remove_softtoken_key,
 )
 from syncagent.excludes import PathFilter
-from syncagent.manifest import Record, generation_id
-from syncagent.state import StateDir
+from syncagent.local.manifest import Record, generation_id
+from syncagent.local.state import StateDir
+from syncagent.local.validate import validate_tree
 from syncagent.tree import Kind, sanitise_mode
-from syncagent.validate import validate_tree
-from syncagent.xroad import SOFTTOKEN_DIR, softtoken_key_ids
+from syncagent.xroad.paths import SOFTTOKEN_DIR, softtoken_key_ids
 
 # What build_secondary_local writes: never synced, never touched by a sync.
 NODE_LOCAL = frozenset(

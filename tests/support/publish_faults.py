@@ -23,7 +23,8 @@ from support import hostile_primary as hp
 from support.faults import fork_child
 from support.tools import require_root, require_tool
 from syncagent.excludes import PathFilter
-from syncagent.publication import (
+from syncagent.publish.builder import Publisher
+from syncagent.publishdir import (
     HEAD_NAME,
     MANIFESTS,
     OBJECTS,
@@ -33,9 +34,8 @@ from syncagent.publication import (
     parse_head,
     parse_manifest,
 )
-from syncagent.publisher import Publisher
 from syncagent.settings import Settings
-from syncagent.snapshot import Limits
+from syncagent.tree import Limits
 
 EVERYTHING = Limits(max_files=10**6, max_total_bytes=2**40, max_file_bytes=2**40, max_depth=64)
 

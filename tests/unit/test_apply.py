@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from syncagent import apply as applying
 from syncagent.errors import SyncError
-from syncagent.manifest import Manifest, Record
-from syncagent.state import StateDir
+from syncagent.local import apply as applying
+from syncagent.local.manifest import Manifest, Record
+from syncagent.local.state import StateDir
 from syncagent.tree import Kind
 
 

@@ -1,4 +1,4 @@
-"""Tests for syncagent.control: pause flags, pid file, trigger file."""
+"""Tests for syncagent.daemon.control: pause flags, pid file, trigger file."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from syncagent.control import ControlFiles
+from syncagent.daemon.control import ControlFiles
+from syncagent.local.state import StateDir
 from syncagent.settings import FIELDS_BY_NAME
-from syncagent.state import StateDir
 
 # ---- control files ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for syncagent.drift: which events are drift, held while an apply runs."""
+"""Tests for syncagent.local.drift: which events are drift, held while an apply runs."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from pathlib import Path
 
 from watchfiles import Change
 
-from syncagent.drift import DriftWatcher, drifted, managed_path
 from syncagent.excludes import PathFilter
-from syncagent.manifest import Manifest, Record
-from syncagent.state import StateDir
+from syncagent.local.drift import DriftWatcher, drifted, managed_path
+from syncagent.local.manifest import Manifest, Record
+from syncagent.local.state import StateDir
 from syncagent.tree import Kind
-from syncagent.xroad import PROFILES
+from syncagent.xroad.paths import PROFILES
 
 # ---- drift filtering -------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncagent.excludes import PathFilter, compile_pattern, matches
-from syncagent.xroad import PROFILES
+from syncagent.xroad.paths import PROFILES
 
 # --- excludes ---------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for syncagent.formats: the pure format rules (ini, XML, properties, JSON)."""
+"""Tests for syncagent.xroad.formats: the pure format rules (ini, XML, properties, JSON)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from support.samples import (
 )
 
 from syncagent.errors import Problem
-from syncagent.formats import Rule, validate_ini, validate_json, validate_properties, validate_xml
+from syncagent.xroad.formats import (
+    Rule,
+    validate_ini,
+    validate_json,
+    validate_properties,
+    validate_xml,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncagent.heap import release_free_memory
+from syncagent.daemon.heap import release_free_memory
 
 
 def _rss_kib() -> int:

@@ -1,10 +1,10 @@
-"""Tests for syncagent.keeper: backoff with full jitter, keepalive."""
+"""Tests for syncagent.daemon.keeper: backoff with full jitter, keepalive."""
 
 from __future__ import annotations
 
 import random
 
-from syncagent.keeper import backoff_ceiling, backoff_delay, keepalive_for
+from syncagent.daemon.keeper import backoff_ceiling, backoff_delay, keepalive_for
 
 # ---- backoff ---------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
-"""Tests for syncagent.manifest: records and the generation id."""
+"""Tests for syncagent.local.manifest: records and the generation id."""
 
 from __future__ import annotations
 
-from syncagent.manifest import Record, generation_id
+from syncagent.local.manifest import Record, generation_id
 from syncagent.tree import Kind
 
 

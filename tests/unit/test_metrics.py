@@ -8,11 +8,11 @@ import time
 from support.daemon import metric, samples
 from support.tools import require_tool
 
+from syncagent.daemon.metrics import Metrics
+from syncagent.daemon.status import DaemonState
 from syncagent.errors import Reason, SyncError
-from syncagent.metrics import Metrics
 from syncagent.report import Outcome, SyncResult, VersionCheck
 from syncagent.settings import ReloadRule
-from syncagent.status import DaemonState
 
 RULES = [ReloadRule("proxy", ("/conf.d/",), ("true",))]
 EXPECTED = {

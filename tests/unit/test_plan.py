@@ -1,13 +1,13 @@
-"""Tests for syncagent.plan: what to fetch, settle, the operations of an apply."""
+"""Tests for syncagent.local.plan: what to fetch, settle, the operations of an apply."""
 
 from __future__ import annotations
 
 import pytest
 
 from syncagent.errors import Reason, SyncError
-from syncagent.livetree import LiveEntry, LiveTree
-from syncagent.manifest import Manifest, Record
-from syncagent.plan import diff, plan_fetch
+from syncagent.local.livetree import LiveEntry, LiveTree
+from syncagent.local.manifest import Manifest, Record
+from syncagent.local.plan import diff, plan_fetch
 from syncagent.tree import Kind, RemoteEntry
 
 # --- planning ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from syncagent.errors import Reason, SyncError
 from syncagent.excludes import PathFilter
-from syncagent.publication import (
+from syncagent.publishdir import (
     Head,
     encode_head,
     encode_manifest,
@@ -16,8 +16,7 @@ from syncagent.publication import (
     parse_head,
     parse_manifest,
 )
-from syncagent.snapshot import Limits
-from syncagent.tree import Kind, RemoteEntry
+from syncagent.tree import Kind, Limits, RemoteEntry
 
 SHA = "a" * 64
 LIMITS = Limits(max_files=100, max_total_bytes=1000, max_file_bytes=500, max_depth=4)

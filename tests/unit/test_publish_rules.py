@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from syncagent.livetree import LiveEntry, LiveTree
-from syncagent.manifest import Manifest, Record
-from syncagent.publication import Head
-from syncagent.publish_rules import (
-    STALE_AFTER,
+from syncagent.local.livetree import LiveEntry, LiveTree
+from syncagent.local.manifest import Manifest, Record
+from syncagent.local.state import Seen
+from syncagent.publish.rules import (
     HeadAction,
-    HeadVerdict,
     Published,
     Retention,
-    Seen,
-    after_head_read,
     head_action,
+    next_sequence,
+    retained,
+)
+from syncagent.publishdir import STALE_AFTER, Head
+from syncagent.remote.head_rules import (
+    HeadVerdict,
+    after_head_read,
     head_unchanged,
     judge_head,
     live_matches,
-    next_sequence,
     plan_objects,
-    retained,
 )
 from syncagent.tree import Kind, RemoteEntry
 

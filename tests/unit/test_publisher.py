@@ -21,14 +21,15 @@ import pytest
 from structlog.testing import capture_logs
 from support.daemon import metric
 
-from syncagent import publisher as publishing
-from syncagent import validate
 from syncagent.demo.sample_tree import build_primary_tree
 from syncagent.errors import Problem, Reason
-from syncagent.publication import HEAD_NAME, MANIFESTS, OBJECTS, Head, parse_head
-from syncagent.publish_metrics import PublisherState, PublishMetrics
-from syncagent.publish_rules import STALE_AFTER, HeadVerdict, Seen, judge_head
-from syncagent.publisher import Publisher, PublishOutcome, _log_outcome
+from syncagent.local import validate
+from syncagent.local.state import Seen
+from syncagent.publish import builder as publishing
+from syncagent.publish.builder import Publisher, PublishOutcome, _log_outcome
+from syncagent.publish.port import PublisherState, PublishMetrics
+from syncagent.publishdir import HEAD_NAME, MANIFESTS, OBJECTS, STALE_AFTER, Head, parse_head
+from syncagent.remote.head_rules import HeadVerdict, judge_head
 from syncagent.settings import Settings, load
 
 LOCAL_INI = "conf.d/local.ini"

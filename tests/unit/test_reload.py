@@ -1,10 +1,10 @@
-"""Tests for syncagent.reload: rule matching, changed paths, per-host spread."""
+"""Tests for syncagent.daemon.reload: rule matching, changed paths, per-host spread."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncagent.reload import changed_paths, matching_paths, rule_matches, spread_delay
+from syncagent.daemon.reload import changed_paths, matching_paths, rule_matches, spread_delay
 from syncagent.report import Outcome, SyncResult
 from syncagent.settings import ReloadRule
 

@@ -1,12 +1,12 @@
-"""Tests for syncagent.restarts: which programs wait for a restart, and when they are done."""
+"""Tests for syncagent.xroad.restarts: which programs wait for a restart, and when they are done."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 
-from syncagent.restarts import PendingRestarts, Process, now_since_boot, processes
-from syncagent.xroad import PROGRAMS, Program, is_program, programs_reading
+from syncagent.xroad.paths import PROGRAMS, Program, is_program, programs_reading
+from syncagent.xroad.restarts import PendingRestarts, Process, now_since_boot, processes
 
 PROXY_7_6 = (
     "java",

@@ -1,11 +1,11 @@
-"""Tests for syncagent.sdnotify: datagrams and the watchdog interval."""
+"""Tests for syncagent.daemon.sdnotify: datagrams and the watchdog interval."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from syncagent.sdnotify import Notifier
+from syncagent.daemon.sdnotify import Notifier
 
 # ---- sd_notify -------------------------------------------------------------------------------
 

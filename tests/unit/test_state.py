@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from syncagent.manifest import Manifest, Record
-from syncagent.state import StateDir
+from syncagent.local.manifest import Manifest, Record
+from syncagent.local.state import StateDir
 from syncagent.tree import Kind
 
 

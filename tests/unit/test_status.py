@@ -1,4 +1,4 @@
-"""Tests for syncagent.status: readiness, liveness, the status document."""
+"""Tests for syncagent.daemon.status: readiness, liveness, the status document."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
+from syncagent.daemon.status import SYNC_GRACE, DaemonState, read_status, summary_line, write_status
 from syncagent.errors import Reason, SyncError
 from syncagent.report import Outcome, SyncResult
-from syncagent.status import SYNC_GRACE, DaemonState, read_status, summary_line, write_status
 
 # ---- state, readiness, liveness --------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests for syncagent.validate: the gate between a staged candidate tree and /etc/xroad.
+"""Tests for syncagent.local.validate: the gate between a staged candidate tree and /etc/xroad.
 
 The content comes from support.samples (a real security server's shapes), because the
 validator must never reject a tree X-Road itself accepts.
@@ -20,7 +20,7 @@ from support.samples import (
 )
 
 from syncagent.errors import Problem, Reason
-from syncagent.validate import validate_bash, validate_tree
+from syncagent.local.validate import validate_bash, validate_tree
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 

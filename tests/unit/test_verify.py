@@ -1,10 +1,10 @@
-"""Tests for syncagent.verify: the rotating share of files a sync compares by content."""
+"""Tests for syncagent.local.verify: the rotating share of files a sync compares by content."""
 
 from __future__ import annotations
 
 import pytest
 
-from syncagent.verify import Cursor, plan_share
+from syncagent.local.verify import Cursor, plan_share
 
 FILES = [f"f{i:03d}" for i in range(100)]
 HOUR = 3600.0

@@ -1,4 +1,4 @@
-"""Tests for syncagent.xroad: node types, softToken keys, what an initialised primary holds."""
+"""Tests for syncagent.xroad.paths: node types, softToken keys, an initialised primary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from support import REPO
 from support.samples import AUTH_KEY, KEYCONF_XML, SIGN_KEY
 
 from syncagent.errors import Problem
-from syncagent.xroad import (
+from syncagent.xroad.paths import (
     PROFILES,
     REQUIRED_XROAD_PATHS,
     check_node_is_secondary,

@@ -1,0 +1,1 @@
+"""``syncagent run``: scheduling, the kept connection, probes, metrics, control, watchers."""

@@ -1,0 +1,1 @@
+"""``syncagent publish``, on the primary: generations built into the publish dir, its port."""

@@ -1,0 +1,1 @@
+"""The primary's side: the SFTP connection, its listing, its HEAD, the snapshot a sync takes."""

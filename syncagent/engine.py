@@ -1,8 +1,9 @@
 """One sync, end to end: connect, list, plan, stage, re-list, validate, apply, report.
 
 This is the only module that knows the order of the pipeline, and it holds nothing else: each
-step lives in its own module. The remote snapshot is the primary's publish dir when
-published.py finds a fresh HEAD there, else the walk (snapshot.py, plan.py, stage.py).
+step lives in its own module. The primary's state comes from one interface
+(remote/snapshot.py), answered by following the publish dir's HEAD or by the walk; which one
+is chosen once (remote/source.py) and the engine never asks.
 Blocking disk work runs in a thread so the daemon's HTTP endpoints stay responsive.
 """
 
@@ -18,10 +19,8 @@ from pathlib import Path
 import structlog
 
 from syncagent.errors import Reason, SyncError, os_error
-from syncagent.excludes import PathFilter
 from syncagent.local import apply as applying
 from syncagent.local.drift import drifted_content
-from syncagent.local.livetree import LiveTree, absent, scan
 from syncagent.local.manifest import (
     Manifest,
     Record,
@@ -29,23 +28,19 @@ from syncagent.local.manifest import (
     live_identity_records,
     new_records,
 )
-from syncagent.local.plan import diff, plan_fetch, trusted_live
-from syncagent.local.stage import Ownership, build_candidate, fresh_dir, fsync_tree, link_live_files
+from syncagent.local.plan import diff, trusted_live
+from syncagent.local.stage import Ownership, build_candidate, fsync_tree, link_live_files
 from syncagent.local.state import StateDir, open_state
 from syncagent.local.validate import check_local_node, run_validate_command, validate_tree
 from syncagent.local.verify import LOCAL, PRIMARY, Share, plan_share
 from syncagent.remote.connection import Session, connect
-from syncagent.remote.fetch import SnapshotMoved, fetch_files
-from syncagent.remote.head import choose_head, remember_head, take_published
-from syncagent.remote.listing import list_tree, restat
-from syncagent.remote.preconditions import check_initialized, compare_releases, hold_on_skew
+from syncagent.remote.preconditions import compare_releases, hold_on_skew
+from syncagent.remote.source import open_snapshot
 from syncagent.report import Outcome, SyncResult, outcome_for
 from syncagent.settings import Settings, SyncSettings
-from syncagent.tree import Kind, Limits, Listing, ancestors, parent
+from syncagent.tree import Kind
 
 log = structlog.get_logger("syncagent.engine")
-
-MAX_ATTEMPTS = 4  # listings that moved under us before we give up on this round
 
 
 class SyncSkipped(Exception):
@@ -129,88 +124,6 @@ def _empty_trash_soon(state: StateDir) -> None:
     task.add_done_callback(_housekeeping.discard)
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """A listing the primary held still for, with what was fetched for it."""
-
-    listing: Listing
-    listed_at: float
-    live: LiveTree
-    known: dict[str, Record]
-    fetched: set[str]
-    hashes: dict[str, str]
-    verify_only: tuple[str, ...]
-
-
-async def _stable_snapshot(
-    settings: Settings,
-    session: Session,
-    state: StateDir,
-    current: Manifest | None,
-    result: SyncResult,
-    verify: frozenset[str],
-) -> _Snapshot:
-    """List and fetch until the primary held still for the whole round."""
-    sync = settings.sync
-    seeding = await asyncio.to_thread(absent, sync.target, sync.seed)
-    if seeding:
-        log.info("seeding", paths=list(seeding), why="absent here: copied once from the primary")
-    root, pf, lim = settings.primary.remote_root, sync.path_filter(seeding), Limits.of(sync)
-    farm = state.candidate
-    moved: list[str] = []
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        result.attempts = attempt
-        listed_at = time.time()
-        listing = await list_tree(session, root, pf, lim)
-        if sync.xroad_checks:
-            await check_initialized(session, root, listing)
-        live = await asyncio.to_thread(scan, sync.target, pf)
-        fp = plan_fetch(
-            listing, live.entries, current, now=time.time(), settle=sync.settle, verify=verify
-        )
-        if fp.unsettled and attempt < MAX_ATTEMPTS:
-            wait = fp.settle_wait(time.time())
-            log.info("waiting_to_settle", files=len(fp.unsettled), seconds=round(wait, 2))
-            await asyncio.sleep(wait)
-            continue
-        await asyncio.to_thread(fresh_dir, farm)
-        try:
-            hashes, nbytes = await fetch_files(
-                session, root, fp.fetch, listing, farm, Ownership.of(sync)
-            )
-        except SnapshotMoved as e:
-            moved = [str(e)]
-            continue
-        result.files_fetched += len(hashes)
-        result.bytes_fetched += nbytes
-        if fp.fetch:
-            moved = await _moved_since_listing(session, root, pf, lim, listing, fp.fetch)
-            if moved:
-                log.info("primary_changed_during_sync", paths=moved[:10], attempt=attempt)
-                continue
-        return _Snapshot(listing, listed_at, live, fp.known, set(fp.fetch), hashes, fp.verify_only)
-    raise SyncError(
-        Reason.REMOTE_IO,
-        f"the primary's tree kept changing over {MAX_ATTEMPTS} "
-        f"attempts (e.g. {', '.join(moved[:3])}); will retry",
-    )
-
-
-async def _moved_since_listing(
-    session: Session,
-    root: str,
-    pf: PathFilter,
-    lim: Limits,
-    listing: Listing,
-    fetched: tuple[str, ...],
-) -> list[str]:
-    """Entries that changed while we fetched, in every directory on the way to a fetched file."""
-    dirs = {""} | {a for p in fetched for a in ancestors(p)}
-    again = await restat(session, root, dirs, pf, lim)
-    before = {p: e for p, e in listing.items() if parent(p) in dirs}
-    return sorted(p for p in before.keys() | again.keys() if before.get(p) != again.get(p))
-
-
 async def _sync(
     settings: Settings,
     session: Session,
@@ -231,40 +144,16 @@ async def _sync(
         if local:  # the primary's copy replaces each of them
             trusted = current.without(local)
     try:  # a failed fetch must not leave its partial files behind (a full disk stays full)
-        choice = await choose_head(
-            settings.primary, session, state, current.generation if current else None
-        )
-        followed = choice.followed
-        if followed is None:
-            result.source_note = choice.note
-            snap = await _stable_snapshot(
-                settings, session, state, trusted, result, frozenset(share.paths)
-            )
-        else:
-            result.source = "published"
-            result.followed = (followed.head.generation, followed.head.sequence)
-            published = await take_published(
-                settings, session, state.candidate, current, trusted, followed
-            )
-            if published is None:  # the live tree is what HEAD names: one read was all
-                assert current is not None
-                result.outcome = Outcome.UNCHANGED
-                result.generation = result.candidate = current.generation
-                result.verified = len(share.paths)
-                if not run.dry_run:
-                    await _keep_verification(state, share, result)
-                return
-            result.files_fetched += len(published.fetched)
-            result.bytes_fetched += published.nbytes
-            snap = _Snapshot(
-                published.listing,
-                published.listed_at,
-                published.live,
-                published.known,
-                set(published.fetched),
-                published.fetched,
-                (),
-            )
+        source = await open_snapshot(settings, session, state, current)
+        snap = await source.take(current, trusted, frozenset(share.paths), result)
+        if snap is None:  # the live tree is the primary's state: nothing else was read
+            assert current is not None
+            result.outcome = Outcome.UNCHANGED
+            result.generation = result.candidate = current.generation
+            result.verified = len(share.paths)
+            if not run.dry_run:
+                await _keep_verification(state, share, result)
+            return
         result.verified = len(share.paths)
         if current is not None:
             result.mismatches += [
@@ -291,8 +180,7 @@ async def _sync(
                 if current is None or racy or current.records != records:
                     await asyncio.to_thread(state.write_current, manifest)
                 await _keep_verification(state, share, result)
-                if followed is not None:
-                    await remember_head(state, followed, manifest.generation)
+                await source.applied(state, manifest.generation)
             return
         await asyncio.to_thread(
             build_candidate, farm, target, snap.listing, snap.known, snap.fetched
@@ -324,8 +212,7 @@ async def _sync(
         result.outcome = Outcome.APPLIED
         result.generation = manifest.generation
         await _keep_verification(state, share, result)
-        if followed is not None:
-            await remember_head(state, followed, manifest.generation)
+        await source.applied(state, manifest.generation)
     finally:
         if farm.exists():
             await asyncio.to_thread(shutil.rmtree, farm, True)

@@ -49,6 +49,8 @@ from syncagent.remote.head_rules import (
 )
 from syncagent.remote.listing import read_small
 from syncagent.remote.preconditions import check_initialized
+from syncagent.remote.snapshot import Snapshot
+from syncagent.report import SyncResult
 from syncagent.settings import PrimarySettings, Settings
 from syncagent.tree import Limits, Listing
 
@@ -242,3 +244,46 @@ async def take_published(
     objects = posixpath.join(followed.publish_dir, OBJECTS)
     nbytes = await fetch_objects(session, objects, wanted, tree.listing, farm, Ownership.of(sync))
     return PublishedSnapshot(tree, known, wanted, nbytes, live, listed_at)
+
+
+class Follow:
+    """The primary's state as its publish dir's HEAD names it."""
+
+    def __init__(
+        self, settings: Settings, session: Session, state: StateDir, followed: Followed
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.state = state
+        self.followed = followed
+
+    async def take(
+        self,
+        current: Manifest | None,
+        trusted: Manifest | None,
+        verify: frozenset[str],
+        result: SyncResult,
+    ) -> Snapshot | None:
+        """``verify`` needs nothing here: every object is checked against its hash anyway."""
+        head = self.followed.head
+        result.source = "published"
+        result.followed = (head.generation, head.sequence)
+        published = await take_published(
+            self.settings, self.session, self.state.candidate, current, trusted, self.followed
+        )
+        if published is None:
+            return None
+        result.files_fetched += len(published.fetched)
+        result.bytes_fetched += published.nbytes
+        return Snapshot(
+            published.listing,
+            published.listed_at,
+            published.live,
+            published.known,
+            set(published.fetched),
+            published.fetched,
+        )
+
+    async def applied(self, state: StateDir, generation: str) -> None:
+        """Raise the sequence floor: a HEAD going back from here is refused."""
+        await remember_head(state, self.followed, generation)

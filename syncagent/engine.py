@@ -31,7 +31,12 @@ from syncagent.local.manifest import (
 from syncagent.local.plan import diff, trusted_live
 from syncagent.local.stage import Ownership, build_candidate, fsync_tree, link_live_files
 from syncagent.local.state import StateDir, open_state
-from syncagent.local.validate import check_local_node, run_validate_command, validate_tree
+from syncagent.local.validate import (
+    check_local_node,
+    run_validate_command,
+    tree_warnings,
+    validate_tree,
+)
 from syncagent.local.verify import LOCAL, PRIMARY, Share, plan_share
 from syncagent.remote.connection import Session, connect
 from syncagent.remote.preconditions import compare_releases, hold_on_skew
@@ -190,7 +195,7 @@ async def _sync(
         records = live_identity_records(records, live, placed)
         manifest = Manifest(generation_id(records), snap.listed_at, records)
         result.candidate = manifest.generation
-        await _validate(sync, farm, records, snap.fetched)
+        await _validate(sync, farm, records, snap.fetched, result)
         if run.dry_run:
             result.outcome = Outcome.UNCHANGED
             return
@@ -239,9 +244,17 @@ async def _keep_verification(state: StateDir, share: Share, result: SyncResult) 
 
 
 async def _validate(
-    sync: SyncSettings, farm: Path, records: dict[str, Record], fetched: set[str]
+    sync: SyncSettings,
+    farm: Path,
+    records: dict[str, Record],
+    fetched: set[str],
+    result: SyncResult,
 ) -> None:
     files = [p for p, r in records.items() if r.kind is Kind.FILE]
+    if sync.xroad_checks:
+        result.warnings = await asyncio.to_thread(tree_warnings, farm, files)
+        for warning in result.warnings:
+            log.warning("validation_warning", path=warning.path, message=warning.message)
     problems = await asyncio.to_thread(
         validate_tree, farm, files, xroad=sync.xroad_checks, changed=fetched
     )

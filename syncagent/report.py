@@ -64,6 +64,7 @@ class SyncResult:
     source: str = "walk"  # where the snapshot came from: "published" (HEAD) or "walk"
     source_note: str = ""  # why the walk, when a publish dir was looked for
     followed: tuple[str, int] | None = None  # (generation, sequence) of the HEAD followed
+    warnings: list[Problem] = field(default_factory=list)  # what X-Road runs with, told anyway
 
     @property
     def exit_code(self) -> ExitCode:
@@ -136,6 +137,8 @@ class SyncResult:
             doc["source_note"] = self.source_note
         if self.followed is not None:
             doc["published_sequence"] = self.followed[1]
+        if self.warnings:
+            doc["warnings"] = problems_json(self.warnings)
         if self.error is not None:
             doc["reason"] = str(self.error.reason)
             doc["error"] = self.error.message

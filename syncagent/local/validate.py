@@ -19,15 +19,16 @@ from xml.etree.ElementTree import ParseError
 from syncagent.command import run_command
 from syncagent.errors import Problem, Reason, SyncError
 from syncagent.settings import SyncSettings
-from syncagent.xroad.formats import rule_for
 from syncagent.xroad.paths import (
     KEYCONF_PATH,
     NODE_INI_PATH,
     check_node_is_secondary,
     is_launcher_sourced,
     softtoken_key_ids,
+    softtoken_keys_without_p12,
     softtoken_problems,
 )
+from syncagent.xroad.readers import rule_for
 
 MAX_MESSAGE = 500
 _BASH_SOURCE_ECHO_RE = re.compile(r": line \d+: `.*'$")
@@ -92,14 +93,13 @@ def _check_file(root: Path, rel: str, run_bash: bool) -> Problem | None:
     return rule(rel, data)
 
 
-def _softtoken_problems(root: Path, paths: frozenset[str]) -> list[Problem]:
+def _softtoken_key_ids(root: Path, paths: frozenset[str]) -> list[str]:
     if KEYCONF_PATH not in paths:
         return []
     try:
-        key_ids = softtoken_key_ids(_read_capped(root / KEYCONF_PATH))
+        return softtoken_key_ids(_read_capped(root / KEYCONF_PATH))
     except (OSError, ParseError, ValueError, RecursionError):
         return []  # already reported as an unreadable or invalid XML file
-    return softtoken_problems(key_ids, paths)
 
 
 def validate_tree(
@@ -126,8 +126,14 @@ def validate_tree(
         if (problem := _check_file(root, rel, run_bash)) is not None
     ]
     if xroad:
-        problems.extend(_softtoken_problems(root, path_set))
+        problems.extend(softtoken_problems(_softtoken_key_ids(root, path_set), path_set))
     return problems
+
+
+def tree_warnings(root: Path, paths: Iterable[str]) -> list[Problem]:
+    """What X-Road itself runs with but an operator should hear of (logged, never refused)."""
+    path_set = frozenset(paths)
+    return softtoken_keys_without_p12(_softtoken_key_ids(root, path_set), path_set)
 
 
 async def run_validate_command(sync: SyncSettings, farm: Path) -> Problem | None:

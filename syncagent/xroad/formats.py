@@ -1,9 +1,13 @@
-"""Pure format rules: would X-Road (or the agent) fail to read these bytes?
+"""Pure format rules: would X-Road's reader of these bytes fail, or silently read nothing?
 
 Each rule takes a file's tree path and bytes and returns a Problem or None; nothing here reads a
-file or runs a program (validate.py does that). The parsers follow what X-Road's own readers
-accept (ini4j, java.util.Properties, a JSON decoder, an XML parser with entities refused), because
-a validator must never reject a tree X-Road itself accepts.
+file or runs a program (local/validate.py does that), and which rule applies to which path is
+decided by readers.py from what X-Road reads there, never by suffix alone. The parsers follow
+the readers X-Road uses (Apache commons-configuration2's INIConfiguration, java.util.Properties,
+SnakeYAML, a JSON decoder, the message log's own mapping reader, an XML parser with entities
+refused), because a validator must never reject a tree X-Road itself accepts. Where a rule is
+deliberately stricter than the reader, its docstring says so and why: always a case where the
+reader logs an error and carries on with nothing, so the operator's setting silently vanishes.
 
 Messages never quote file content beyond a parser's own positional error: ini files and
 db.properties carry passwords, and problems end up in logs and metrics.
@@ -15,10 +19,10 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
+import yaml
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
@@ -69,14 +73,13 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
         yield lineno, line
 
 
-def _split_key(line: str, lineno: int) -> tuple[str, str]:
+def _split_key(line: str) -> tuple[str, str]:
+    """INIConfiguration's split: the first ``=`` or ``:``; a line without one is a key with an
+    empty value, and an empty key is read as a single space (both load without complaint)."""
     cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
     if cut < 0:
-        raise IniError(lineno, "not a [section], key = value, comment or blank line")
-    key = line[:cut].strip()
-    if not key:
-        raise IniError(lineno, "empty key")
-    return key, line[cut + 1 :].strip()
+        return line.strip() or " ", ""
+    return line[:cut].strip() or " ", line[cut + 1 :].strip()
 
 
 def _strip_value(raw: str) -> str:
@@ -88,9 +91,16 @@ def _strip_value(raw: str) -> str:
 
 
 def parse_ini(data: bytes) -> list[IniEntry]:
-    """Parse with ini4j-like rules; raise IniError naming only the line number."""
+    """Parse as commons-configuration2's INIConfiguration does; raise IniError naming only the
+    line number. Keys before any ``[section]`` belong to the global section ("").
+
+    Deliberately stricter than the reader in two cases, each one X-Road survives by dropping
+    settings: bytes that are not UTF-8 (X-Road's UTF-8 reader throws, logs a warning and loads
+    nothing of the file) and a line that opens a ``[section`` it never closes (read as a key
+    named ``[proxy``: every setting below it lands in the previous section).
+    """
     entries: list[IniEntry] = []
-    section: str | None = None
+    section = ""
     for lineno, line in _logical_lines(_decode_utf8(data)):
         if not line or line.startswith(("#", ";")):
             continue
@@ -100,9 +110,7 @@ def parse_ini(data: bytes) -> list[IniEntry]:
                 raise IniError(lineno, "malformed [section] header")
             section = match.group(1).strip()
             continue
-        key, raw = _split_key(line, lineno)
-        if section is None:
-            raise IniError(lineno, "key before any [section] header")
+        key, raw = _split_key(line)
         entries.append(IniEntry(section, key, _strip_value(raw)))
     return entries
 
@@ -199,17 +207,33 @@ def _continues(line: str) -> bool:
     return trailing % 2 == 1
 
 
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+
+
+def _escapes_ok(line: str) -> bool:
+    """Properties.load throws on a ``\\u`` not followed by four hex digits (IllegalArgument
+    Exception: 'Malformed \\uxxxx encoding'); an escaped backslash does not start one."""
+    i = 0
+    while i < len(line):
+        if line[i] == "\\":
+            if line.startswith("u", i + 1) and not _HEX4.fullmatch(line[i + 2 : i + 6]):
+                return False
+            i += 2
+        else:
+            i += 1
+    return True
+
+
 def _properties_problem(data: bytes) -> str | None:
-    """Java reads .properties as ISO-8859-1, so any byte decodes; only NUL and empty keys fail.
+    """Java reads .properties as ISO-8859-1, so any byte decodes, and every line loads (an
+    empty key, a NUL byte, a line without separator included); the one thing that makes
+    ``Properties.load`` throw, and the file load nothing, is a malformed ``\\u`` escape.
 
     Errors name the line number only: db.properties holds the database password.
     """
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        return f"line {_line_of(data, nul)}: NUL byte"
     for lineno, line in _property_lines(data.decode("latin-1")):
-        if line.startswith(("=", ":")):
-            return f"line {lineno}: empty key"
+        if not _escapes_ok(line):
+            return f"line {lineno}: malformed \\uxxxx escape"
     return None
 
 
@@ -223,6 +247,39 @@ def _json_problem(data: bytes) -> str | None:
         return f"{exc.msg}: line {exc.lineno} column {exc.colno}"
     except RecursionError:
         return "JSON nested too deeply"
+    return None
+
+
+def _yaml_problem(data: bytes) -> str | None:
+    """Reject YAML that SnakeYAML would fail to load (a service then fails to start).
+
+    PyYAML and SnakeYAML both implement YAML 1.1 with the same safe constructors; every
+    document of a multi-document file is loaded, as Spring Boot does. The message is the
+    parser's problem and position, never the text around it (mail.yml holds a password).
+    """
+    try:
+        for _ in yaml.safe_load_all(data.decode("utf-8")):
+            pass
+    except UnicodeDecodeError as exc:
+        return f"line {_line_of(data, exc.start)}: not valid UTF-8"
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f": line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        return f"{exc.problem or 'not valid YAML'}{where}"
+    except (yaml.YAMLError, RecursionError) as exc:
+        return f"not valid YAML ({type(exc).__name__})"
+    return None
+
+
+def _mapping_problem(data: bytes) -> str | None:
+    """The message log archiver's key mapping (``identifier = keyId`` lines): it reads the file
+    with ``Files.readAllLines`` (UTF-8, throws on a bad byte and the archiver fails); a line it
+    cannot split is logged and skipped, as X-Road itself does, so only the encoding is a
+    problem here."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"line {_line_of(data, exc.start)}: not valid UTF-8"
     return None
 
 
@@ -253,19 +310,14 @@ def validate_json(path: str, data: bytes) -> Problem | None:
     return _problem(path, _json_problem(data))
 
 
+def validate_yaml(path: str, data: bytes) -> Problem | None:
+    """Reject YAML that SnakeYAML would fail to load."""
+    return _problem(path, _yaml_problem(data))
+
+
+def validate_key_mapping(path: str, data: bytes) -> Problem | None:
+    """The archive encryption mapping must decode as UTF-8; its lines are X-Road's to skip."""
+    return _problem(path, _mapping_problem(data))
+
+
 Rule = Callable[[str, bytes], Problem | None]
-_BY_SUFFIX: dict[str, Rule] = {
-    ".ini": validate_ini,
-    ".xml": validate_xml,
-    ".properties": validate_properties,
-    ".json": validate_json,
-}
-
-
-def rule_for(rel: str) -> Rule | None:
-    """The format rule for a tree path, by its suffix; None for formats nobody parses."""
-    name = PurePosixPath(rel).name
-    for suffix, rule in _BY_SUFFIX.items():
-        if name.endswith(suffix):
-            return rule
-    return None

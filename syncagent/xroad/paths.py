@@ -262,14 +262,24 @@ def softtoken_key_ids(keyconf: bytes) -> list[str]:
 
 
 def softtoken_problems(key_ids: Iterable[str], paths: frozenset[str]) -> list[Problem]:
-    """A keyconf naming a softToken key without its .p12 leaves the signer unable to sign."""
-    problems: list[Problem] = []
-    for key_id in key_ids:
-        p12 = f"{key_id}.p12"
-        if name_problem(p12) is not None:
-            problems.append(Problem(KEYCONF_PATH, f"softToken key {shown(key_id)} is unsafe"))
-        elif f"{SOFTTOKEN_DIR}/{p12}" not in paths:
-            problems.append(
-                Problem(KEYCONF_PATH, f"softToken key {key_id} has no {SOFTTOKEN_DIR}/{p12}")
-            )
-    return problems
+    """A keyId that would name a file outside signer/softtoken is refused: the agent builds
+    paths from it."""
+    return [
+        Problem(KEYCONF_PATH, f"softToken key {shown(key_id)} is unsafe")
+        for key_id in key_ids
+        if name_problem(f"{key_id}.p12") is not None
+    ]
+
+
+def softtoken_keys_without_p12(key_ids: Iterable[str], paths: frozenset[str]) -> list[Problem]:
+    """Keys keyconf.xml names whose .p12 is gone: a warning, never a refusal.
+
+    Deleting a key in the admin UI removes its .p12 at once and rewrites keyconf.xml only at
+    the signer's next module refresh (60 s by default); in that window the primary's own
+    signer runs this very tree and marks the key unavailable, so a secondary must too.
+    """
+    return [
+        Problem(KEYCONF_PATH, f"softToken key {key_id} has no {SOFTTOKEN_DIR}/{key_id}.p12")
+        for key_id in key_ids
+        if name_problem(f"{key_id}.p12") is None and f"{SOFTTOKEN_DIR}/{key_id}.p12" not in paths
+    ]

@@ -208,10 +208,10 @@ BAD_PRIMARIES: dict[str, Callable[[Path], object]] = {
         '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>'
     ),
     "services/local.conf": lambda r: (r / "services/local.conf").write_text("if then fi (\n"),
-    "signer/softtoken": lambda r: next((r / "signer/softtoken").glob("[0-9A-F]*.p12")).unlink(),
+    "conf.d/acme.yml": lambda r: (r / "conf.d/acme.yml").write_text("eab:\n\tkid: x\n"),
     "escape": lambda r: os.symlink("/etc/shadow", r / "conf.d" / "escape"),
     "fifo": lambda r: os.mkfifo(r / "conf.d" / "fifo"),
-    "data.json": lambda r: (r / "data.json").write_text("{nope"),
+    "db.properties": lambda r: (r / "db.properties").write_text("a=\\u12\n"),
 }
 
 
@@ -235,6 +235,25 @@ def test_rejected_sync_leaves_live_tree_untouched(
     after = live_state(target)
     assert after == before
     assert result.generation == good.generation
+
+
+def test_a_key_deleted_on_the_primary_syncs_with_a_warning(
+    sshd: Sshd, primary_tree: Path, target: Path
+) -> None:
+    """The admin UI's key deletion: the .p12 goes at once, keyconf.xml follows within a minute.
+    The secondary mirrors that window as the primary's signer runs it: applied, warned."""
+    settings = settings_for(sshd, primary_tree, target)
+    assert run(settings).outcome is Outcome.APPLIED
+    p12 = next((primary_tree / "signer/softtoken").glob("[0-9A-F]*.p12"))
+    p12.unlink()
+    age(primary_tree)
+    result = run(settings)
+    assert result.outcome is Outcome.APPLIED and result.exit_code == 0, result.summary()
+    assert result.removed == [f"signer/softtoken/{p12.name}"]
+    assert [w.path for w in result.warnings] == ["signer/keyconf.xml"]
+    assert p12.stem in result.warnings[0].message
+    assert result.to_json()["warnings"][0]["path"] == "signer/keyconf.xml"
+    assert not (target / "signer/softtoken" / p12.name).exists()
 
 
 def test_validate_command_can_reject(

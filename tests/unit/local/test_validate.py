@@ -20,7 +20,7 @@ from support.samples import (
 )
 
 from syncagent.errors import Problem, Reason
-from syncagent.local.validate import validate_bash, validate_tree
+from syncagent.local.validate import tree_warnings, validate_bash, validate_tree
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 
@@ -53,18 +53,14 @@ def test_realistic_tree_passes(tmp_path: Path) -> None:
     ("rel", "data", "message"),
     [
         ("conf.d/local.ini", b"[proxy]\na=1\n[broken\nb=2\n", "line 3: malformed [section] header"),
-        (
-            "conf.d/local.ini",
-            b"; comment\n\nhealth-check-port=5588\n[proxy]\n",
-            "line 3: key before any [section] header",
-        ),
-        (
-            "conf.d/proxy.ini",
-            b"[proxy]\nclient-timeout=1\nthis is not an ini line\n",
-            "line 3: not a [section], key = value, comment or blank line",
-        ),
         ("devices.ini", b"; ok\n[dev]\nlibrary=\xff\xfe.so\n", "line 3: not valid UTF-8"),
-        ("metadata.json", b'{"a": 1,}', "Expecting property name enclosed in double quotes"),
+        (
+            "globalconf/EE/shared-params.xml.metadata",
+            b'{"a": 1,}',
+            "Expecting property name enclosed in double quotes",
+        ),
+        ("conf.d/acme.yml", b"eab:\n\tkey: x\n", "found character '\\t' that cannot start"),
+        ("db.properties", b"a=1\nb=\\u12\n", "line 2: malformed \\uxxxx escape"),
     ],
 )
 def test_bad_file_gives_exactly_one_problem(
@@ -75,6 +71,25 @@ def test_bad_file_gives_exactly_one_problem(
     assert problems[0].path == rel
     assert problems[0].message.startswith(message)
     assert problems[0].reason is Reason.VALIDATION
+
+
+@pytest.mark.parametrize(
+    ("rel", "data"),
+    [
+        # commons-configuration2 reads a key before any section into the global section
+        ("conf.d/local.ini", b"; comment\n\nhealth-check-port=5588\n[proxy]\n"),
+        # ... and a line without a separator as a key with an empty value
+        ("conf.d/proxy.ini", b"[proxy]\nclient-timeout=1\nthis is not an ini line\n"),
+        # the message log's mapping is read line by line, not as INI (user guide's format)
+        ("messagelog/archive-encryption-mapping.ini", b"EE/GOV/1234 = 0A1B2C3D\nno mapping\n"),
+        # a .json file no X-Road reader reads gets the name checks only
+        ("metadata.json", b'{"a": 1,}'),
+        # java.util.Properties loads empty keys and NUL bytes without complaint
+        ("db.properties", b"a=1\n=no key\nb=\x00\n"),
+    ],
+)
+def test_what_x_roads_reader_loads_is_accepted(tmp_path: Path, rel: str, data: bytes) -> None:
+    assert validate_tree(tmp_path, lay_out(tmp_path, replaced(rel, data)), xroad=True) == []
 
 
 def test_xml_not_well_formed_names_file_and_position(tmp_path: Path) -> None:
@@ -92,16 +107,20 @@ def test_entity_bomb_is_refused_without_expansion(tmp_path: Path) -> None:
     assert problems[0].message.startswith("DTD internal subset refused: line 2")
 
 
-def test_xml_keyconf_missing_p12(tmp_path: Path) -> None:
+def test_keyconf_naming_a_deleted_key_is_a_warning_not_a_refusal(tmp_path: Path) -> None:
+    """X-Road's key deletion removes the .p12 at once and rewrites keyconf.xml up to a minute
+    later; the primary's signer runs that tree, so a secondary takes it (and says so)."""
     files = dict(GOOD_TREE)
     del files[f"signer/softtoken/{SIGN_KEY}.p12"]
-    problems = run_tree(tmp_path, files)
-    assert problems == [
+    paths = lay_out(tmp_path, files)
+    assert validate_tree(tmp_path, paths, xroad=True) == []
+    assert tree_warnings(tmp_path, paths) == [
         Problem(
             "signer/keyconf.xml",
             f"softToken key {SIGN_KEY} has no signer/softtoken/{SIGN_KEY}.p12",
         )
     ]
+    assert tree_warnings(tmp_path, lay_out(tmp_path / "full", dict(GOOD_TREE))) == []
 
 
 def test_keyconf_check_only_for_xroad_trees(tmp_path: Path) -> None:
@@ -160,9 +179,9 @@ def test_validate_bash_direct(tmp_path: Path) -> None:
 
 def test_db_properties_messages_never_contain_the_password(tmp_path: Path) -> None:
     broken = [
-        DB_PROPERTIES + b"=" + DB_PASSWORD.encode() + b"\n",
-        DB_PROPERTIES.replace(DB_PASSWORD.encode(), DB_PASSWORD.encode() + b"\x00"),
-        b"=" + DB_PASSWORD.encode() + b"\n",
+        DB_PROPERTIES + b"x=\\u00" + DB_PASSWORD.encode() + b"\n",
+        DB_PROPERTIES.replace(DB_PASSWORD.encode(), DB_PASSWORD.encode() + b"\\uZZZZ"),
+        b"\\u" + DB_PASSWORD.encode() + b"\n",
     ]
     for data in broken:
         problems = run_tree(tmp_path, replaced("db.properties", data))

@@ -298,7 +298,7 @@ def test_a_rescan_of_unchanged_bytes_is_not_validated_again(
     built(p, "published")
     built(p, "unchanged")
     assert len(calls) == 1
-    (source / LOCAL_INI).write_text("[proxy]\nbroken line\n")
+    (source / LOCAL_INI).write_text("[proxy]\n[broken\n")
     assert p.build().result == "rejected"
     assert p.build().result == "rejected", "a rejected tree is judged again"
     assert len(calls) == 3

@@ -17,7 +17,9 @@ from support.samples import (
 
 from syncagent.errors import Problem
 from syncagent.xroad.formats import (
+    IniEntry,
     Rule,
+    parse_ini,
     validate_ini,
     validate_json,
     validate_properties,
@@ -80,7 +82,6 @@ def test_ini_accepts_backslash_continuation() -> None:
     [
         (b"[proxy]\n[]\n", "line 2: malformed [section] header"),
         (b"[proxy] trailing\n", "line 1: malformed [section] header"),
-        (b"[proxy]\n= value\n", "line 2: empty key"),
     ],
 )
 def test_ini_rejections(data: bytes, message: str) -> None:
@@ -88,7 +89,7 @@ def test_ini_rejections(data: bytes, message: str) -> None:
 
 
 def test_ini_messages_do_not_quote_content() -> None:
-    data = LOCAL_INI + b"messagelog-keystore-password somepassword\n"
+    data = LOCAL_INI + b"[messagelog-keystore-password somepassword\n"
     problem = validate_ini("conf.d/local.ini", data)
     assert problem is not None
     assert "somepassword" not in str(problem)
@@ -105,12 +106,27 @@ def test_properties_forms_accepted() -> None:
     assert validate_properties("db.properties", data) is None
 
 
+def test_properties_java_loads_empty_keys_nul_bytes_and_escaped_backslashes() -> None:
+    for data in (b"a=1\n=no key\n", b"a=1\n  : no key\n", b"a=1\nb=\x00\n", b"p=C:\\\\u\n"):
+        assert validate_properties("db.properties", data) is None, data
+
+
+def test_ini_as_commons_configuration_reads_it() -> None:
+    """Keys before any section, lines without a separator and empty keys all load."""
+    data = b"top=1\n[proxy]\nflag\n= value\n"
+    assert parse_ini(data) == [
+        IniEntry("", "top", "1"),
+        IniEntry("proxy", "flag", ""),
+        IniEntry("proxy", " ", "value"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"a=1\n=no key\n", "line 2: empty key"),
-        (b"a=1\n  : no key\n", "line 2: empty key"),
-        (b"a=1\nb=\x00\n", "line 2: NUL byte"),
+        (b"a=1\nb=\\u12\n", "line 2: malformed \\uxxxx escape"),
+        (b"a=1\nb=\\uZZZZ\n", "line 2: malformed \\uxxxx escape"),
+        (b"a=\\\n  \\u00e\n", "line 1: malformed \\uxxxx escape"),
     ],
 )
 def test_properties_rejections(data: bytes, message: str) -> None:

@@ -120,7 +120,7 @@ def test_env_and_node_ini_that_disagree_are_refused_naming_both() -> None:
 
 
 def test_a_declared_type_does_not_excuse_a_broken_node_ini() -> None:
-    problem = check_node_is_secondary(NODE_INI, b"\x00garbage", "secondary")
+    problem = check_node_is_secondary(NODE_INI, b"\xff\xfegarbage", "secondary")
     assert problem is not None and "unreadable" in problem.message
 
 

@@ -84,6 +84,7 @@ INI_CASES: dict[str, bytes] = {
     "colon": b"[s]\nk : v\n",
     "commas": b"[s]\nlist = a, b,c\n",
     "empty_value": b"[s]\nk =\n",
+    "empty_section": b"[empty]\n[s]\nk = v\n",
 }
 
 
@@ -213,6 +214,7 @@ def test_ini_values_are_interpolated(ini: dict[str, Reading]) -> None:
 def test_ini_empty_section_name_gives_a_null_value_and_kills_the_loader(
     ini: dict[str, Reading],
 ) -> None:
+    """2.8.0 only: from 2.11.0 (CONFIGURATION-844) "[]" is a section named " " (README)."""
     r = ini["empty_section_name"]
     assert not r.ok
     assert r.exception == "java.lang.NullPointerException"  # System.setProperty(name, null)
@@ -223,6 +225,23 @@ def test_ini_colon_separator_and_commas_kept_whole(ini: dict[str, Reading]) -> N
     assert ini["colon"].value("s", "k") == "v"
     assert ini["commas"].value("s", "list") == "a, b,c"
     assert ini["empty_value"].value("s", "k") == ""
+
+
+def test_ini_sections_as_the_loader_iterates_them(ini: dict[str, Reading]) -> None:
+    assert ini["global_key"].sections == [None, "proxy"]
+    assert ini["empty_section"].sections == ["empty", "s"]  # listed, contributes no property
+    assert ini["empty_section"].properties == [("xroad.s.k", "v")]
+
+
+def test_ini_file_lookup_reads_another_file_into_the_value(oracle: Harness, tmp_path: Path) -> None:
+    """The default interpolation lookups include file: (also env, sys, properties, xml...)."""
+    secret = tmp_path / "content.txt"
+    secret.write_text("from another file\n")
+    ini_file = tmp_path / "lookup.ini"
+    ini_file.write_text(f"[s]\nk = ${{file:UTF-8:{secret}}}\nd = ${{dns:localhost}}\n")
+    (r,) = read_ini([ini_file])
+    assert r.value("s", "k") == "from another file\n"
+    assert r.value("s", "d") == "${dns:localhost}"  # dns, url, script are off by default
 
 
 def test_ini_missing_file_is_skipped(oracle: Harness, tmp_path: Path) -> None:

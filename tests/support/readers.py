@@ -81,6 +81,7 @@ class Reading:
 
     path: Path
     ok: bool
+    sections: list[str | None] = field(default_factory=list)  # INI: getSections(), in order
     entries: list[Entry] = field(default_factory=list)
     properties: list[tuple[str, str]] = field(default_factory=list)
     lists: list[ListEntry] = field(default_factory=list)
@@ -193,6 +194,7 @@ def _reading(path: Path, raw: dict[str, JsonValue]) -> Reading:
     return Reading(
         path=path,
         ok=bool(raw["ok"]),
+        sections=cast(list[str | None], raw.get("sections") or []),
         entries=entries,
         properties=properties,
         lists=lists,

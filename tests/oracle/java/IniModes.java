@@ -75,6 +75,7 @@ final class IniModes {
         }
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("ok", true);
+        out.put("sections", new ArrayList<>(ini.getSections()));
         out.put("entries", entries);
         out.put("properties", properties);
         return Json.value(out);
@@ -118,6 +119,7 @@ final class IniModes {
         }
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("ok", true);
+        out.put("sections", new ArrayList<>(conf.getSections()));
         out.put("entries", entries);
         out.put("lists", lists);
         out.put("logged", logged);

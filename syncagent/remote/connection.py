@@ -239,6 +239,13 @@ def classify(exc: BaseException, where: str = "") -> SyncError:
         return SyncError(Reason.CONNECT, f"{prefix}disconnected ({exc.reason})")
     if isinstance(exc, asyncssh.ChannelOpenError):
         return SyncError(Reason.REMOTE_IO, f"{prefix}SFTP channel refused ({exc.reason})")
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return SyncError(
+            Reason.REMOTE_IO,
+            f"{prefix}the primary refuses the sync account read access ({exc.reason}): make it "
+            "readable through the tree's group (chmod g+r, group xroad) or exclude it "
+            "(sync.exclude); nothing is applied until the whole tree can be read",
+        )
     if isinstance(exc, asyncssh.SFTPError):
         return SyncError(Reason.REMOTE_IO, f"{prefix}SFTP error ({exc.reason})")
     if isinstance(exc, OSError):

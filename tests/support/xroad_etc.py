@@ -681,7 +681,7 @@ def _tls_pair(tree: EtcTree, stem: str, cn: str) -> None:
             serialization.NoEncryption(),
         ),
         "pem",
-        SECRET_MODE,
+        0o660,  # generate_certificate.sh: chmod -f 660 "${DIR}"/"${NAME}".*
     )
 
 
@@ -808,9 +808,11 @@ def build_xroad7_etc(
     tree.keys = soft
     tree.mkdir("signer")
     tree.write("signer/keyconf.xml", keyconf_xml(soft), "xml", KEYCONF_MODE)
-    tree.mkdir("signer/softtoken", 0o700)
+    # xroad-signer.postinst: mkdir -m 0750 softtoken; the signer writes keys under the
+    # services' umask 027 (0640): group xroad, through which xroad-slave reads the tree
+    tree.mkdir("signer/softtoken", 0o750)
     for k in soft:
-        tree.write(f"signer/softtoken/{k.key_id}.p12", k.p12, "pkcs12", SECRET_MODE)
+        tree.write(f"signer/softtoken/{k.key_id}.p12", k.p12, "pkcs12", FILE_MODE)
     pin_key, pin_cert = _self_signed("softtoken")
     tree.write(
         "signer/softtoken/.softtoken.p12",
@@ -818,7 +820,7 @@ def build_xroad7_etc(
             b"pin", pin_key, pin_cert, None, serialization.BestAvailableEncryption(SOFTTOKEN_PIN)
         ),
         "pkcs12",
-        SECRET_MODE,
+        FILE_MODE,
     )
     tree.write("devices.ini", DEVICES_INI, "devices")
 
@@ -844,7 +846,7 @@ def build_xroad7_etc(
             b"key1", mk, mc, None, serialization.BestAvailableEncryption(b"Kx7-keystore-pass")
         ),
         "pkcs12",
-        SECRET_MODE,
+        FILE_MODE,  # group xroad reads it (the proxy runs as xroad); a 0600 one: see tests
     )
 
     # backup.d: one empty marker per package, 0440
@@ -866,7 +868,7 @@ def build_xroad7_etc(
             serialization.BestAvailableEncryption(b"Ac9-generated-keystore-pw"),
         ),
         "pkcs12",
-        SECRET_MODE,
+        FILE_MODE,  # written by proxy-ui-api as xroad under the services' umask 027
     )  # fmt: skip
 
     _gpghome(tree)

@@ -12,11 +12,11 @@ lines on stdin, answers leave as JSON lines on stdout (logs go to stderr):
   connection (the daemon's way) or, with fresh, over a new one it opens and closes (``once``).
 - ``{"op": "profile", "fresh": bool, "path": str}``: one sync of agent 0 under pyinstrument.
 - ``{"op": "head"}``: agent 0 checks its primary's HEAD once over its kept connection: the check
-  the daemon makes every ``sync.poll`` seconds between syncs (``published.poll_head``: a stat,
+  the daemon makes every ``sync.poll`` seconds between syncs (``remote.head.poll_head``: a stat,
   and a read only when the stat cannot vouch for it; no sync follows an unchanged one).
 - ``{"op": "poll", "every": s, "duration": s}``: every agent checks its primary's HEAD over its
   kept connection every ``every`` seconds from a random phase, for ``duration`` seconds: what the
-  daemon's poll job does while it follows a HEAD (``published.poll_head``, nothing else).
+  daemon's poll job does while it follows a HEAD (``remote.head.poll_head``, nothing else).
 - ``{"op": "close"}``, ``{"op": "quit"}``.
 
 The engine is imported before the first command, so interpreter start-up and imports (a daemon

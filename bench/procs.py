@@ -95,7 +95,7 @@ def agent_mode(requested: str) -> str:
     if requested != "auto":
         return requested
     tracked = subprocess.run(
-        ["git", "ls-files", "--error-unmatch", "syncagent/daemon.py"],
+        ["git", "ls-files", "--error-unmatch", "syncagent/daemon/service.py"],
         cwd=REPO,
         capture_output=True,
     )

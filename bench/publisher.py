@@ -49,7 +49,7 @@ def _probe(out: str, argv: list[str]) -> None:
     """``python -m syncagent <argv>`` with ``Publisher.build`` timed (runs in the publisher)."""
     import runpy
 
-    from syncagent import publisher
+    from syncagent.publish import builder as publisher
 
     path = Path(out)
     original = publisher.Publisher.build

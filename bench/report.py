@@ -32,7 +32,7 @@ HEAD = {
 METRICS = ("wall", "cpu", "primary_cpu", "bytes")
 # the published contenders' one-change runs also carry the publisher's side of that change
 PUBLISH_METRICS = ("publish_latency", "end_to_end", "publish_build_wall", "publish_cpu")
-RESCAN_INTERVAL = 60.0  # syncagent.publish.rules.RESCAN_INTERVAL: one rescan a minute
+RESCAN_INTERVAL = 60.0  # syncagent.publishdir.RESCAN_INTERVAL: one rescan a minute
 POLL_DEFAULT, SETTLE_DEFAULT = 2.0, 2.0  # sync.poll, publish.settle (when the run kept them)
 MIB = 1024 * 1024
 MB = 1_000_000  # memory is reported and judged in MB (10^6 bytes): the stricter reading

@@ -458,10 +458,10 @@ def test_builds_honour_the_dockerfiles_shell(images: Images) -> None:
 
 
 def reload_config() -> str:
-    """The image's syncagent.toml plus the [[reload]] rules the README suggests, as written."""
-    readme = (REPO / "README.md").read_text()
-    m = re.search(r"Suggested rules for\s+the sidecar.*?```toml\n(.*?)```", readme, re.S)
-    assert m, "the README's suggested reload rules"
+    """The image's syncagent.toml plus the [[reload]] rules docs/operating.md suggests."""
+    doc = (REPO / "docs" / "operating.md").read_text()
+    m = re.search(r"Suggested rules for\s+the sidecar.*?```toml\n(.*?)```", doc, re.S)
+    assert m, "the suggested reload rules in docs/operating.md"
     assert m.group(1).count("[[reload]]") == 3, m.group(1)
     return (DOCKER / "syncagent.toml").read_text() + "\n" + m.group(1)
 

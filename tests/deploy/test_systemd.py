@@ -53,6 +53,7 @@ UNIT = "syncagent.service"
 UNIT_FILE = REPO / "systemd" / "syncagent.service"
 EXAMPLE_CONFIG = REPO / "systemd" / "syncagent.toml"
 SYSTEMD_README = REPO / "systemd" / "README.md"
+DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"  # the unit's documented exposure
 CONFIG = "/etc/syncagent/syncagent.toml"
 CLI = "/opt/syncagent/bin/syncagent"
 FLAG = "/var/tmp/xroad/sync-disabled"  # where IG-XLB's operators touch it
@@ -713,7 +714,7 @@ def test_xroad_services_start_after_ready_at_boot(agent: Host) -> None:
 
 def test_security_exposure_in_the_booted_system_is_the_documented_one(agent: Host) -> None:
     claims = [
-        re.findall(r"exposure \*\*([\d.]+ \w+)\*\*", (REPO / "README.md").read_text()),
+        re.findall(r"exposure \*\*([\d.]+ \w+)\*\*", DEPLOYMENT_DOC.read_text()),
         re.findall(r"rates it \*\*([\d.]+ \w+)\*\*", SYSTEMD_README.read_text()),
     ]
     assert claims == [["1.2 OK"], ["1.2 OK"]], claims

@@ -13,7 +13,7 @@
   rewriting it): refused by reason, nothing outside staging written. Cases covered elsewhere
   are not repeated: an object whose bytes do not match its name and a sequence going back
   (tests/integration/test_publish.py), manifest path and duplicate rules one by one
-  (tests/unit/test_publication.py).
+  (tests/unit/test_publishdir.py).
 """
 
 from __future__ import annotations

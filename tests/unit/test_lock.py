@@ -39,7 +39,7 @@ def test_lock_satisfies_pyproject(lock: str, requirements: list[str]) -> None:
     for line in requirements:
         req = Requirement(line)
         name = canonicalize_name(req.name)
-        assert name in locked, f"{lock} lacks {req.name} (refresh it: see README)"
+        assert name in locked, f"{lock} lacks {req.name} (refresh it: see docs/testing.md)"
         assert req.specifier.contains(locked[name], prereleases=True), (
             f"{lock} pins {req.name}=={locked[name]}, outside pyproject's {req.specifier}"
         )

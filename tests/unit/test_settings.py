@@ -102,24 +102,27 @@ def test_every_field_has_env_and_flag_names() -> None:
     assert len(names) == len(FIELDS)
 
 
-def test_readme_documents_every_key_and_exit_code() -> None:
-    readme = (REPO / "README.md").read_text()
-    missing = [f.name for f in FIELDS if f"`{f.name}`" not in readme or f.env not in readme]
+def test_docs_document_every_key_and_exit_code() -> None:
+    configuration = (REPO / "docs" / "configuration.md").read_text()
+    missing = [
+        f.name for f in FIELDS if f"`{f.name}`" not in configuration or f.env not in configuration
+    ]
     assert missing == []
+    operating = (REPO / "docs" / "operating.md").read_text()
     for code in range(5):
-        assert f"\n| {code} |" in readme
+        assert f"\n| {code} |" in operating
 
 
 BEGIN = "<!-- BEGIN reference: the output of `syncagent check-config --markdown` -->\n"
 END = "<!-- END reference -->\n"
 
 
-def test_readme_reference_is_the_programs_own_output(capsys: pytest.CaptureFixture[str]) -> None:
+def test_docs_reference_is_the_programs_own_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", "--markdown"]) == 0
     printed = capsys.readouterr().out
-    readme = (REPO / "README.md").read_text()
-    assert readme.count(BEGIN) == 1 and readme.count(END) == 1
-    shown = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    assert doc.count(BEGIN) == 1 and doc.count(END) == 1
+    shown = doc.split(BEGIN, 1)[1].split(END, 1)[0]
     assert shown == printed, "regenerate: syncagent check-config --markdown"
 
 

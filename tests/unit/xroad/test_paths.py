@@ -171,9 +171,9 @@ def test_the_version_source_follows_the_profile() -> None:
     assert default_version_source("none") is None
 
 
-def test_the_readme_profiles_table_lists_each_profiles_patterns() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_profiles_table_lists_each_profiles_patterns() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
     for name, patterns in PROFILES.items():
-        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{name}` |")]
+        (row,) = [line for line in doc.splitlines() if line.startswith(f"| `{name}` |")]
         for pattern in patterns:
             assert f"`{pattern}`" in row, (name, pattern)

@@ -1,6 +1,6 @@
 """Which paths the agent owns, and which are node-local (never read, changed or deleted).
 
-The profiles' lists of node-local paths are X-Road knowledge and live in xroad.py.
+The profiles' lists of node-local paths are X-Road knowledge and live in xroad/paths.py.
 
 Patterns follow rsync's filter rules, because operators migrate their ``--exclude`` lists:
 a leading ``/`` anchors at the tree root, a trailing ``/`` matches directories only, ``*``

@@ -1,11 +1,12 @@
 """Effective settings: defaults, then the TOML file, then ``SYNCAGENT_*`` env, then CLI flags.
 
 Every key is declared once, as a field of its section's frozen dataclass (its type, default,
-parser and help together); the env names, CLI flags, ``check-config`` output and the README's
-reference table (``syncagent check-config --markdown``) all derive from those declarations, so
-they cannot drift apart. Consumers take the typed section they need (``connect(settings.primary,
-...)``); nothing outside this module looks a value up by name. Each value remembers where it came
-from, so an error can say "sync.interval (env SYNCAGENT_SYNC_INTERVAL): ...".
+parser and help together); the env names, CLI flags, ``check-config`` output and the reference
+table in docs/configuration.md (``syncagent check-config --markdown``) all derive from those
+declarations, so they cannot drift apart. Consumers take the typed section they need
+(``connect(settings.primary, ...)``); nothing outside this module looks a value up by name. Each
+value remembers where it came from, so an error can say
+"sync.interval (env SYNCAGENT_SYNC_INTERVAL): ...".
 """
 
 from __future__ import annotations
@@ -788,7 +789,7 @@ def file_problems(settings: Settings) -> list[Problem]:
     return problems
 
 
-# ---- the reference (README) ------------------------------------------------------------------
+# ---- the reference (docs/configuration.md) -------------------------------------------------------
 
 
 def _toml(v: Any) -> str:
@@ -808,7 +809,8 @@ def _toml(v: Any) -> str:
 
 
 def reference_markdown() -> str:
-    """The configuration reference, as the README shows it: every key, default, env, flag."""
+    """The configuration reference, as docs/configuration.md shows it: every key, default, env,
+    flag."""
     lines = [
         "| key | default | env / flag | meaning |",
         "|---|---|---|---|",

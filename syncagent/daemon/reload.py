@@ -26,7 +26,7 @@ Suggested rules for the Kubernetes sidecar (supervisord inside the container)::
 
 A pattern matches a changed path or any directory above it ("/conf.d/" covers every file in
 conf.d), with the same rsync-style syntax as ``sync.exclude``. Which program reads which path is
-recorded in ``xroad.PROGRAMS``.
+recorded in ``xroad.paths.PROGRAMS``.
 """
 
 from __future__ import annotations

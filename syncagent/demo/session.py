@@ -4,8 +4,8 @@ The README's first command has to work on a laptop with nothing set up: no sshd,
 root. So the primary is an asyncssh SFTP server chrooted to a generated X-Road tree, read-only
 like the recommended ``internal-sftp -R`` account, with its own host key pinned in a
 known_hosts file (strict checking, as in production). The daemon is started through
-``daemon.serve``, the same function ``syncagent run`` uses, from a config file the demo writes,
-so ``syncagent -c <dir>/syncagent.toml status`` and friends work against it too.
+``daemon.service.serve``, the same function ``syncagent run`` uses, from a config file the demo
+writes, so ``syncagent -c <dir>/syncagent.toml status`` and friends work against it too.
 """
 
 from __future__ import annotations

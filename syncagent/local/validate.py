@@ -2,9 +2,10 @@
 
 A secondary must never apply a tree that X-Road would choke on (a broken ini stops a service
 from starting), that could hurt the agent itself (XML entity bombs), or that leaves the signer
-with keys it cannot open. The decisions are pure and live in formats.py and xroad.py; this module
-reads the staged files, runs ``bash -n`` on the files X-Road's launchers source, runs the
-operator's ``validate_command``, and reads the local node.ini. Every check returns Problems.
+with keys it cannot open. The decisions are pure and live in xroad/ (readers, formats, paths);
+this module reads the staged files, runs ``bash -n`` on the files X-Road's launchers source,
+runs the operator's ``validate_command``, and reads the local node.ini. Every check returns
+Problems.
 """
 
 from __future__ import annotations

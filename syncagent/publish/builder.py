@@ -13,17 +13,17 @@ whatever its mtime), waits for quiet (``publish.settle``), and builds a generati
 5. write the manifest (named by its hash), then HEAD last (temp file, fsync, rename);
 6. drop manifests and objects no longer named by the newest ``publish.keep`` generations.
 
-It rescans fully at start and every ``publish_rules.RESCAN_INTERVAL`` (a missed event cannot
+It rescans fully at start and every ``publishdir.RESCAN_INTERVAL`` (a missed event cannot
 hide a change), re-confirming HEAD's ``checked_at`` when nothing changed, so a secondary can
 tell a publisher that stopped (a stale HEAD: it walks instead). It confirms only a HEAD it
 wrote itself: the first build after a start gives an unchanged generation a fresh sequence
-(``publish_rules.head_action``), because a publish dir restored from a backup may hold a HEAD
+(``publish.rules.head_action``), because a publish dir restored from a backup may hold a HEAD
 older than what secondaries applied, which they would refuse as ``publish_rollback`` forever.
 
 Builds hold an exclusive lock on the publish dir (flock, gone with the process), so
 ``publish --once`` beside a running publisher cannot prune objects the other is about to name.
 Every failure is an outcome with a reason code (``disk`` for a full disk), the same word in
-the log line and in ``syncagent_publish_failures_total`` (publish_metrics.py).
+the log line and in ``syncagent_publish_failures_total`` (publish/port.py).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ CHUNK = 1024 * 1024
 class PublishOutcome:
     """What one build did: published, confirmed, or why not (the log says the same)."""
 
-    result: str  # publish_metrics.RESULTS, or "config" (refused before any build)
+    result: str  # publish.port.RESULTS, or "config" (refused before any build)
     head: Head | None = None
     message: str = ""
     problems: list[Problem] = field(default_factory=list)

@@ -7,7 +7,7 @@ Counters count builds as they end; every gauge is read from ``PublisherState`` a
 so /healthz and /metrics cannot disagree.
 
 /healthz fails only when restarting the publisher could help: the watch loop has stopped, or a
-build has run longer than ``publish_rules.STALE_AFTER`` (secondaries have given up on its HEAD
+build has run longer than ``publishdir.STALE_AFTER`` (secondaries have given up on its HEAD
 by then). A source that fails validation or a full disk survives a restart, so those are left
 to the metrics and the alert.
 """

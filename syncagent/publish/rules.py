@@ -1,9 +1,8 @@
-"""Pure decisions about published generations: sequence numbers, what the publisher keeps, and
-what a secondary does with the HEAD it read.
+"""Pure decisions of the publisher: sequence numbers, what it does with the HEAD it found, and
+what it keeps (the secondary's decisions about a HEAD are remote/head_rules.py).
 
-No I/O: the publisher and the secondary's snapshot step feed in what they read and act on the
-answer, so the rules (a sequence never goes back, a secondary mid-fetch never meets a missing
-object, a stale HEAD means the walk) are testable alone.
+No I/O: the publisher feeds in what it read and acts on the answer, so the rules (a sequence
+never goes back, a secondary mid-fetch never meets a missing object) are testable alone.
 """
 
 from __future__ import annotations

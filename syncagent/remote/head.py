@@ -1,6 +1,6 @@
 """The remote snapshot from the primary's publish dir: read HEAD, its manifest, fetch objects.
 
-The alternative to the walk (snapshot.py) when the primary runs ``syncagent publish``: a no-op
+The alternative to the walk (walk.py) when the primary runs ``syncagent publish``: a no-op
 is one read of HEAD whatever the tree's size, and a change fetches only the objects whose hash
 this secondary lacks. Objects are immutable and named by their hash, so there is no settle
 wait, no re-listing and no racy-mtime rule: each object is verified while it streams. What

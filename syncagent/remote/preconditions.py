@@ -1,7 +1,7 @@
 """What must hold of the primary before its tree is taken: it is initialised, and it runs the
 same X-Road release as this node.
 
-Both read a little from the primary (its VERSION file) and decide with xroad.py's rules; the
+Both read a little from the primary (its VERSION file) and decide with xroad/paths.py's rules; the
 engine calls them at their places in the pipeline.
 """
 

@@ -2,7 +2,7 @@
 
 X-Road applies only signer/keyconf.xml live; every other file is read when its program starts.
 Between an apply and that restart the files and what runs differ, silently. This module keeps,
-per program the X-Road profiles know (xroad.PROGRAMS), since when a change to a path it reads
+per program the X-Road profiles know (xroad.paths.PROGRAMS), since when a change to a path it reads
 waits for it, and clears that once no process of the program started before the change is
 left: it restarted, or it is not running (it reads the new files when it starts).
 

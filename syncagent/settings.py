@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import grp
 import math
 import os
@@ -33,9 +34,14 @@ from syncagent.xroad.paths import (
     NODE_TYPE_ENV,
     NODE_TYPES,
     PROFILES,
+    RELEASE_LINES,
     SEEDS,
+    VERSION_MAX_BYTES,
+    VERSION_PATH,
     XROAD_PROFILES,
     default_version_source,
+    major_version,
+    node_local,
 )
 
 HOST_KEY_POLICIES = ("strict", "accept-new", "insecure")
@@ -326,6 +332,13 @@ class SyncSettings:
         _choice(tuple(PROFILES)),
         "Node-local excludes and X-Road checks: sidecar, xlb or none.",
     )
+    release: str = setting(
+        "auto",
+        _choice(RELEASE_LINES),
+        "X-Road release line, for what is node-local: auto reads this node's own release "
+        "(sync.version_source, else <target>/VERSION), which the version-skew hold keeps "
+        "equal to the primary's; 8 keeps X-Road 8's per-node files.",
+    )
     exclude: tuple[str, ...] = setting((), _patterns, "Extra rsync-style exclude patterns.")
     include: tuple[str, ...] = setting((), _patterns, "Patterns taken back from the excludes.")
     seed: tuple[str, ...] = setting(
@@ -402,8 +415,19 @@ class SyncSettings:
         from every include."""
         protected = (f"/{rel}/",) if (rel := self.state_relpath()) else ()
         return PathFilter.build(
-            PROFILES[self.profile], self.exclude, (*self.include, *seeding), protected
+            node_local(self.profile, self.release_major()),
+            self.exclude,
+            (*self.include, *seeding),
+            protected,
         )
+
+    def release_major(self) -> int | None:
+        """The X-Road major release this node runs, as ``sync.release`` says or this node's own
+        files tell. Local on purpose: a rollback or the drift watch must know what is
+        node-local without reaching the primary."""
+        if self.release != "auto":
+            return int(self.release)
+        return _local_major(self.version_source, self.target)
 
     def state_relpath(self) -> str | None:
         """The state dir relative to target when it lives inside it (it must then be excluded)."""
@@ -787,6 +811,22 @@ def file_problems(settings: Settings) -> list[Problem]:
         need("primary.known_hosts", settings.primary.known_hosts, "file")
     need("sync.target", settings.sync.target, "dir")
     return problems
+
+
+@functools.cache
+def _local_major(version_source: str | None, target: Path) -> int | None:
+    """This node's major release (read once per process: a release changes with a restart)."""
+    source = version_source if version_source and not version_source.startswith("dpkg:") else None
+    for path in (Path(source) if source else None, target / VERSION_PATH):
+        if path is None:
+            continue
+        try:
+            major = major_version(path.read_bytes()[:VERSION_MAX_BYTES])
+        except OSError:
+            continue
+        if major is not None:
+            return major
+    return None
 
 
 # ---- the reference (docs/configuration.md) -------------------------------------------------------

@@ -66,6 +66,30 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 XROAD_PROFILES = frozenset({"sidecar", "xlb"})
+
+# X-Road 8 moved keys and most settings into the serverconf database and its secret store; of
+# what stays in /etc/xroad, these files are written per node by the node's own packages.
+NODE_LOCAL_FROM_8: tuple[tuple[str, str], ...] = (
+    (
+        "/conf.d/local-tls.yaml",
+        "write_tls_config.sh puts this node's own host name and addresses in its TLS SANs",
+    ),
+    (
+        "/services/local.properties",
+        "_setup_memory.sh sizes the JVM heaps to this host's memory",
+    ),
+)
+RELEASE_LINES = ("auto", "7", "8")
+
+
+def node_local(profile: str, major: int | None) -> tuple[str, ...]:
+    """A profile's node-local paths on a node of X-Road release ``major`` (None: unknown, 7's)."""
+    extra = NODE_LOCAL_FROM_8 if major is not None and major >= 8 else ()
+    if profile not in XROAD_PROFILES:
+        return PROFILES[profile]
+    return PROFILES[profile] + tuple(pattern for pattern, _ in extra)
+
+
 # Node-local paths a fresh node still takes from the primary once, where it has none yet:
 # the sidecar's rsync used to copy globalconf, so a new pod served at once; its own
 # xroad-confclient owns the directory afterwards.

@@ -14,6 +14,7 @@ from syncagent.xroad.paths import (
     default_version_source,
     major_version,
     missing_required,
+    node_local,
     same_release,
     softtoken_key_ids,
 )
@@ -177,3 +178,11 @@ def test_the_docs_profiles_table_lists_each_profiles_patterns() -> None:
         (row,) = [line for line in doc.splitlines() if line.startswith(f"| `{name}` |")]
         for pattern in patterns:
             assert f"`{pattern}`" in row, (name, pattern)
+
+
+def test_x_road_8_keeps_its_per_node_files_node_local() -> None:
+    seven, eight = node_local("sidecar", 7), node_local("sidecar", 8)
+    assert "/conf.d/local-tls.yaml" not in seven and "/conf.d/local-tls.yaml" in eight
+    assert "/services/local.properties" in eight
+    assert set(seven) < set(eight) and node_local("none", 8) == ()
+    assert node_local("xlb", None) == node_local("xlb", 7)

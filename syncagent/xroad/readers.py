@@ -67,9 +67,9 @@ READERS: tuple[Reader, ...] = (
     ),
     Reader(
         "/services/*.properties",
-        "X-Road 8 services (local properties)",
-        PROPERTIES,
-        validate_properties,
+        "the X-Road 8 launchers (services/global.conf)",
+        "a bash `read` loop: KEY=value lines, XROAD_* only, others ignored (cannot fail)",
+        None,
     ),
     Reader(
         "/conf.d/*.properties",

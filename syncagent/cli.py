@@ -26,7 +26,8 @@ from syncagent.daemon.service import serve
 from syncagent.daemon.status import read_status, summary_line
 from syncagent.demo import run_demo
 from syncagent.engine import sync
-from syncagent.errors import ExitCode, Problem
+from syncagent.errors import ExitCode, Problem, SyncError, exit_code_for
+from syncagent.local import ownership
 from syncagent.local.rollback import rollback
 from syncagent.local.state import Seen, StateDir, locked, open_state
 from syncagent.publish.builder import publish_once, run_publisher
@@ -234,6 +235,7 @@ class Command:
     handler: Handler | None  # None: the command builds its own settings (demo)
     checks_files: bool = False  # key, known_hosts and target must exist before it runs
     needs_primary: bool = True  # False: runs on the primary (no host, no known_hosts)
+    writes_state: bool = False  # run as the agent's user (see local/ownership.py)
 
 
 COMMANDS: dict[str, Command] = {
@@ -242,11 +244,13 @@ COMMANDS: dict[str, Command] = {
         "4 primary not initialized)",
         cmd_once,
         checks_files=True,
+        writes_state=True,
     ),
     "diff": Command(
         "show what the next sync would change; fetches and validates, applies nothing",
         cmd_once,
         checks_files=True,
+        writes_state=True,
     ),
     "check-config": Command(
         "print the effective settings and where each came from, or every problem",
@@ -257,14 +261,17 @@ COMMANDS: dict[str, Command] = {
         "run the daemon: scheduled syncs, HTTP health and metrics", cmd_run, checks_files=True
     ),
     "status": Command("print the daemon's last status", cmd_status),
-    "pause": Command("pause syncing (flag file in state_dir)", cmd_pause),
-    "resume": Command("resume syncing", cmd_resume),
-    "sync-now": Command("ask the running daemon to sync now", cmd_sync_now),
-    "rollback": Command("re-apply a kept generation and pause syncing", cmd_rollback),
+    "pause": Command("pause syncing (flag file in state_dir)", cmd_pause, writes_state=True),
+    "resume": Command("resume syncing", cmd_resume, writes_state=True),
+    "sync-now": Command("ask the running daemon to sync now", cmd_sync_now, writes_state=True),
+    "rollback": Command(
+        "re-apply a kept generation and pause syncing", cmd_rollback, writes_state=True
+    ),
     "accept-rollback": Command(
         "follow the primary's next HEAD even if its sequence went back (a restored or "
         "replaced primary); refused as publish_rollback otherwise",
         cmd_accept_rollback,
+        writes_state=True,
     ),
     "publish": Command(
         "on the primary: publish the source as generations secondaries pull by hash "
@@ -355,12 +362,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(reference_markdown(), end="", flush=True)
         return ExitCode.OK
     settings, problems = load(args.config, overrides=overrides, needs_primary=command.needs_primary)
+    if settings is not None and command.writes_state:
+        try:
+            _become_agent_user(settings)
+        except SyncError as e:
+            doc = {"result": "refused", "reason": str(e.reason), "error": e.message}
+            emit(args, f"refused: [{e.reason}] {e.message}", doc)
+            return int(exit_code_for(e.reason))
     if settings is not None and command.checks_files:
         problems = file_problems(settings)
     if settings is None or problems:
         return report_problems(args, problems)
     logs.configure(settings.log.format, settings.log.level)
     return command.handler(settings, args)
+
+
+def _become_agent_user(settings: Settings) -> None:
+    """A command that writes the state dir runs as the agent's user (root gives up its
+    privileges for it), so nothing it leaves there is unusable by the daemon."""
+    files = ControlFiles.of(settings.sync)
+    owner = ownership.agent_owner(files.state, settings.sync.target, files.running_pid())
+    if owner is not None:
+        ownership.become(owner, files.state)
 
 
 if __name__ == "__main__":

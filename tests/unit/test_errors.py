@@ -25,6 +25,13 @@ def test_a_full_or_read_only_disk_is_disk_whoever_meets_it(code: int) -> None:
 
 
 def test_other_os_errors_take_the_callers_reason() -> None:
-    denied = OSError(errno.EACCES, "Permission denied")
-    assert os_error(denied, "x").reason is Reason.APPLY
-    assert os_error(denied, "x", Reason.CONFIG).reason is Reason.CONFIG
+    broken = OSError(errno.EIO, "Input/output error")
+    assert os_error(broken, "x").reason is Reason.APPLY
+    assert os_error(broken, "x", Reason.CONFIG).reason is Reason.CONFIG
+
+
+def test_a_denied_access_is_permission_and_names_the_file() -> None:
+    denied = PermissionError(errno.EACCES, "Permission denied", "/s/current.json")
+    e = os_error(denied, "sync", Reason.CONFIG)
+    assert e.reason is Reason.PERMISSION
+    assert e.message == "sync (/s/current.json): Permission denied"

@@ -25,8 +25,8 @@ from syncagent.daemon.control import ControlFiles
 from syncagent.daemon.service import serve
 from syncagent.daemon.status import read_status, summary_line
 from syncagent.demo import run_demo
-from syncagent.engine import sync
-from syncagent.errors import ExitCode, Problem, SyncError, exit_code_for
+from syncagent.engine import SyncSkipped, sync
+from syncagent.errors import ExitCode, Problem, Reason, SyncError, exit_code_for
 from syncagent.local import ownership
 from syncagent.local.rollback import rollback
 from syncagent.local.state import Seen, StateDir, locked, open_state
@@ -90,8 +90,36 @@ def print_result(args: argparse.Namespace, result: SyncResult) -> int:
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
+    """``once`` applies nothing while paused (checked under the state lock, as the daemon
+    does) unless ``--force``: pausing promises the live tree stays as it is."""
     dry_run = args.command == "diff"
-    return print_result(args, asyncio.run(sync(settings, dry_run=dry_run, verify_all=args.verify)))
+    files = ControlFiles.of(settings.sync)
+    force = dry_run or getattr(args, "force", False)
+    try:
+        result = asyncio.run(
+            sync(
+                settings,
+                dry_run=dry_run,
+                verify_all=args.verify,
+                should_run=lambda: force or not files.paused_by(),
+            )
+        )
+    except SyncSkipped:
+        by = list(files.paused_by())
+        line = (
+            f"paused by {', '.join(by)}: nothing applied, the live tree stays as it is; "
+            "`syncagent resume` follows the primary again, `syncagent once --force` applies "
+            "one sync anyway"
+        )
+        doc = {
+            "result": "paused",
+            "reason": str(Reason.PAUSED),
+            "exit_code": int(ExitCode.PAUSED),
+            "paused_by": by,
+        }
+        emit(args, line, doc)
+        return ExitCode.PAUSED
+    return print_result(args, result)
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,7 +151,7 @@ def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
     flag = files.state.pause_flag
     line = (
         f"paused: {'created' if created else 'already present:'} {flag}; the live tree stays as "
-        "it is until `syncagent resume`"
+        "it is until `syncagent resume` (only `once --force` and `rollback` change it meanwhile)"
     )
     emit(args, line, {"result": "paused", "flag": str(flag), "paused_by": files.paused_by()})
     return ExitCode.OK
@@ -241,7 +269,7 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "once": Command(
         "run one sync and exit (0 applied/current, 1 failed, 2 config, 3 rejected, "
-        "4 primary not initialized)",
+        "4 primary not initialized, 5 paused: nothing applied without --force)",
         cmd_once,
         checks_files=True,
         writes_state=True,
@@ -328,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="compare every file's content with the primary's now (else a rotating "
                 "share per sync.verify_interval)",
+            )
+        if name == "once":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="apply even while paused (a pause flag is set): an operator's override",
             )
         if name == "rollback":
             p.add_argument("generation", nargs="?", help="generation id (default: the previous)")

@@ -26,6 +26,7 @@ class Reason(enum.StrEnum):
     VERSION_SKEW = "version_skew"  # the primary runs another X-Road release: held
     PUBLISH_ROLLBACK = "publish_rollback"  # the primary's HEAD went back: refused, not applied
     PERMISSION = "permission"  # a local file the agent's user may not use (names path and owner)
+    PAUSED = "paused"  # a pause flag is set: nothing changes the live tree but an override
 
 
 class ExitCode(enum.IntEnum):
@@ -34,11 +35,14 @@ class ExitCode(enum.IntEnum):
     CONFIG = 2
     REJECTED = 3
     NOT_INITIALIZED = 4
+    PAUSED = 5
 
 
 def exit_code_for(reason: Reason) -> ExitCode:
     if reason is Reason.CONFIG:
         return ExitCode.CONFIG
+    if reason is Reason.PAUSED:
+        return ExitCode.PAUSED
     if reason in (Reason.VALIDATION, Reason.LIMITS, Reason.VERSION_SKEW, Reason.PUBLISH_ROLLBACK):
         return ExitCode.REJECTED
     if reason is Reason.NOT_INITIALIZED:

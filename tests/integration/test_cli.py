@@ -148,3 +148,41 @@ def test_stderr_holds_only_structured_log_lines(
     events = [json.loads(line) for line in warned.stderr.splitlines()]
     warned_of = [e["message"] for e in events if e["event"] == "python_warning"]
     assert warned_of.count("import-time") == 1
+
+
+def test_once_applies_nothing_while_paused_unless_forced(
+    sshd: Sshd, primary_tree: Path, tmp_path: Path
+) -> None:
+    """`pause` says the live tree stays as it is until `resume`: `once` keeps that promise,
+    for either flag, with its own exit code; `--force` is the operator's override."""
+    target = tmp_path / "t"
+    target.mkdir()
+    build_secondary_local(target)
+    xlb_flag = tmp_path / "xlb" / "sync-disabled"
+    env = {**agent_env(sshd, primary_tree, target), "SYNCAGENT_SYNC_DISABLE_FLAG": str(xlb_flag)}
+    assert cli("once", env=env).returncode == 0
+    (primary_tree / "conf.d" / "local.ini").write_text("[proxy]\nx=1\n")
+    age(primary_tree)
+
+    assert cli("pause", env=env).returncode == 0
+    held = cli("once", env=env)
+    assert held.returncode == 5, held.stdout + held.stderr
+    assert held.stdout.startswith(f"paused by {target / '.syncagent' / 'paused'}: nothing applied")
+    assert "once --force" in held.stdout
+    assert (target / "conf.d" / "local.ini").read_text() != "[proxy]\nx=1\n"
+
+    assert cli("resume", env=env).returncode == 0
+    xlb_flag.parent.mkdir()
+    xlb_flag.touch()
+    doc = json.loads(cli("once", "--json", env=env).stdout)
+    assert doc == {
+        "result": "paused",
+        "reason": "paused",
+        "exit_code": 5,
+        "paused_by": [str(xlb_flag)],
+    }
+    assert cli("diff", env=env).returncode == 0  # applies nothing: allowed
+
+    forced = cli("once", "--force", env=env)
+    assert forced.returncode == 0 and forced.stdout.startswith("applied generation ")
+    assert (target / "conf.d" / "local.ini").read_text() == "[proxy]\nx=1\n"

@@ -15,6 +15,8 @@ def test_exit_codes_follow_reasons() -> None:
     assert exit_code_for(Reason.VALIDATION) == 3
     assert exit_code_for(Reason.NOT_INITIALIZED) == 4
     assert exit_code_for(Reason.HOST_KEY) == 1
+    assert exit_code_for(Reason.PAUSED) == 5
+    assert exit_code_for(Reason.PERMISSION) == 1
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])

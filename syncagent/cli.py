@@ -32,7 +32,15 @@ from syncagent.local.rollback import rollback
 from syncagent.local.state import Seen, StateDir, locked, open_state
 from syncagent.publish.builder import publish_once, run_publisher
 from syncagent.report import SyncResult, problems_json
-from syncagent.settings import FIELDS, Settings, file_problems, load, reference_markdown
+from syncagent.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    FIELDS,
+    Settings,
+    file_problems,
+    load,
+    reference_markdown,
+)
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -288,17 +296,26 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         "run the daemon: scheduled syncs, HTTP health and metrics", cmd_run, checks_files=True
     ),
-    "status": Command("print the daemon's last status", cmd_status),
-    "pause": Command("pause syncing (flag file in state_dir)", cmd_pause, writes_state=True),
-    "resume": Command("resume syncing", cmd_resume, writes_state=True),
-    "sync-now": Command("ask the running daemon to sync now", cmd_sync_now, writes_state=True),
+    # The control commands need only the target and state dir: no primary settings.
+    "status": Command("print the daemon's last status", cmd_status, needs_primary=False),
+    "pause": Command(
+        "pause syncing (flag file in state_dir)", cmd_pause, needs_primary=False, writes_state=True
+    ),
+    "resume": Command("resume syncing", cmd_resume, needs_primary=False, writes_state=True),
+    "sync-now": Command(
+        "ask the running daemon to sync now", cmd_sync_now, needs_primary=False, writes_state=True
+    ),
     "rollback": Command(
-        "re-apply a kept generation and pause syncing", cmd_rollback, writes_state=True
+        "re-apply a kept generation and pause syncing",
+        cmd_rollback,
+        needs_primary=False,
+        writes_state=True,
     ),
     "accept-rollback": Command(
         "follow the primary's next HEAD even if its sequence went back (a restored or "
         "replaced primary); refused as publish_rollback otherwise",
         cmd_accept_rollback,
+        needs_primary=False,
         writes_state=True,
     ),
     "publish": Command(
@@ -324,7 +341,7 @@ def _global_options(*, in_command: bool) -> argparse.ArgumentParser:
         "-c",
         metavar="PATH",
         default=default,
-        help="TOML config file (else env SYNCAGENT_CONFIG)",
+        help=f"TOML config file (else env {CONFIG_ENV}, else {DEFAULT_CONFIG} if it exists)",
     )
     options.add_argument(
         "--json",

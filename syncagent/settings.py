@@ -44,6 +44,9 @@ VERSION_SKEW_POLICIES = ("hold", "warn", "ignore")
 PUBLISH_DIR_MODES = ("auto", "off")
 DEFAULT_PUBLISH_DIR = Path("/var/lib/syncagent/publish")
 CONFIG_ENV = "SYNCAGENT_CONFIG"
+# Where the image and the systemd unit keep it: read when it exists and nothing names another,
+# so an operator's `syncagent pause` on the node needs no --config.
+DEFAULT_CONFIG = Path("/etc/syncagent/syncagent.toml")
 PRIMARY_DNS_ENV = "XROAD_PRIMARY_DNS"  # what the sidecar image already sets
 STATE_DIR_NAME = ".syncagent"
 
@@ -588,11 +591,14 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     *,
     needs_primary: bool = True,
+    default_config: Path = DEFAULT_CONFIG,
 ) -> tuple[Settings | None, list[Problem]]:
     """Build the effective settings, or return every problem found (never just the first).
 
     ``overrides`` are CLI flag values keyed by the declared name ("sync.interval").
-    ``needs_primary`` False: the publisher runs on the primary and connects to nothing.
+    ``needs_primary`` False: the command connects to nothing (the publisher on the primary,
+    the control commands that only need the target and state dir).
+    ``default_config``: read when it exists and neither ``config_file`` nor env names a file.
     """
     env = os.environ if env is None else env
     overrides = overrides or {}
@@ -600,11 +606,12 @@ def load(
     raw: dict[str, tuple[Any, str]] = {}
     reload_rules: tuple[ReloadRule, ...] = ()
 
-    path = (
-        Path(config_file)
-        if config_file
-        else (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    )
+    if config_file:
+        path: Path | None = Path(config_file)
+    elif env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    else:
+        path = default_config if default_config.is_file() else None
     if path is not None:
         doc = _read_toml(path, loader)
         if doc is not None:
@@ -824,7 +831,8 @@ def reference_markdown() -> str:
         "",
         "| variable | meaning |",
         "|---|---|",
-        f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given. |",
+        f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given (else `{DEFAULT_CONFIG}` "
+        "when it exists). |",
         f"| `{PRIMARY_DNS_ENV}` | `primary.host` when nothing more specific sets it "
         "(the sidecar image sets it). |",
         f"| `{NODE_TYPE_ENV}` | `sync.node_type` when nothing more specific sets it (X-Road 8). |",

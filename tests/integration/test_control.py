@@ -82,3 +82,18 @@ def test_accept_rollback_forgets_the_followed_head_and_asks_for_a_sync(tmp_path:
         "forgotten": None,
         "result": "accepted",
     }
+
+
+def test_control_commands_need_only_where_the_state_is(tmp_path: Path) -> None:
+    """On an IG-XLB host `syncagent pause` as systemd/README.md writes it: no primary settings
+    (those live in the config file the daemon reads), only the target."""
+    (tmp_path / "target").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCAGENT_", "XROAD_"))}
+    env.update(
+        SYNCAGENT_SYNC_TARGET=str(tmp_path / "target"),
+        SYNCAGENT_SYNC_DISABLE_FLAG=str(tmp_path / "xlb" / "sync-disabled"),
+    )
+    for command, code in (("pause", 0), ("status", 1), ("sync-now", 0), ("resume", 0)):
+        res = run_syncagent(command, env=env, timeout=60)
+        assert res.returncode == code, (command, res.stdout, res.stderr)
+        assert "primary.host" not in res.stdout + res.stderr

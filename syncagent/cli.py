@@ -30,7 +30,9 @@ from syncagent.errors import ExitCode, Problem, Reason, SyncError, exit_code_for
 from syncagent.local import ownership
 from syncagent.local.rollback import rollback
 from syncagent.local.state import Seen, StateDir, locked, open_state
+from syncagent.local.validate import check_local_node
 from syncagent.publish.builder import publish_once, run_publisher
+from syncagent.remote.connection import key_problem, known_hosts_problems
 from syncagent.report import SyncResult, problems_json
 from syncagent.settings import (
     CONFIG_ENV,
@@ -130,7 +132,33 @@ def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
     return print_result(args, result)
 
 
+def sync_problems(settings: Settings) -> list[Problem]:
+    """What would fail every sync, found without connecting: a key asyncssh cannot use (an
+    empty file, a .pub, a passphrase), known_hosts lines a connect would skip, a node that does
+    not say it is a secondary. Messages name files, never their content."""
+    primary, sources = settings.primary, settings.sources
+    problems: list[Problem] = []
+    if why := key_problem(primary.identity_file):
+        where = f"primary.identity_file ({sources['primary.identity_file']})"
+        problems.append(Problem(where, f"{primary.identity_file}: {why}", Reason.CONFIG))
+    if primary.host_key_policy == "strict" and primary.known_hosts is not None:
+        where = f"primary.known_hosts ({sources['primary.known_hosts']})"
+        problems += [
+            Problem(where, f"{primary.known_hosts} {why}", Reason.CONFIG)
+            for why in known_hosts_problems(primary.known_hosts)
+        ]
+    try:
+        check_local_node(settings.sync)
+    except SyncError as e:
+        where = f"sync.node_type ({sources['sync.node_type']})"
+        problems += [Problem(where, p.message, Reason.CONFIG) for p in e.problems]
+    return problems
+
+
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    problems = sync_problems(settings)
+    if problems:
+        return report_problems(args, problems)
     rows = settings.describe()
     if args.json:
         emit(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncssh
 from support.sshd import Sshd
 from support.tools import run_syncagent
 from support.trees import age
@@ -83,11 +84,19 @@ def test_bad_configuration_exits_2_naming_each_key(tmp_path: Path) -> None:
     assert str(cfg) in r.stderr
 
 
-def test_check_config_shows_values_and_sources(tmp_path: Path) -> None:
-    key = tmp_path / "id_rsa"
-    key.write_text("not really a key, only needs to exist\n")
+def _key_and_known_hosts(tmp_path: Path) -> tuple[Path, Path]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path = tmp_path / "id_ed25519"
+    path.write_bytes(key.export_private_key())
+    path.with_name("id_ed25519.pub").write_bytes(key.export_public_key())
     kh = tmp_path / "known_hosts"
-    kh.write_text("")
+    kh.write_text("primary-svc " + key.export_public_key().decode())
+    return path, kh
+
+
+def test_check_config_shows_values_and_sources(tmp_path: Path) -> None:
+    key, kh = _key_and_known_hosts(tmp_path)
+    build_secondary_local(tmp_path)
     env = {
         "XROAD_PRIMARY_DNS": "primary-svc",
         "SYNCAGENT_PRIMARY_IDENTITY_FILE": str(key),
@@ -186,3 +195,55 @@ def test_once_applies_nothing_while_paused_unless_forced(
     forced = cli("once", "--force", env=env)
     assert forced.returncode == 0 and forced.stdout.startswith("applied generation ")
     assert (target / "conf.d" / "local.ini").read_text() == "[proxy]\nx=1\n"
+
+
+def test_check_config_finds_what_would_fail_every_sync(tmp_path: Path) -> None:
+    """Each of these passed check-config and then failed every sync."""
+    key, kh = _key_and_known_hosts(tmp_path)
+    target = tmp_path / "x8"
+    target.mkdir()  # an X-Road 8 node: no conf.d/node.ini
+    base = {
+        "XROAD_PRIMARY_DNS": "primary-svc",
+        "SYNCAGENT_PRIMARY_IDENTITY_FILE": str(key),
+        "SYNCAGENT_PRIMARY_KNOWN_HOSTS": str(kh),
+        "SYNCAGENT_SYNC_TARGET": str(target),
+    }
+    node = cli("check-config", env=base)
+    assert node.returncode == 2
+    assert "sync.node_type (default): conf.d/node.ini missing" in node.stderr
+    assert 'set sync.node_type = "secondary"' in node.stderr
+    base["SYNCAGENT_SYNC_NODE_TYPE"] = "secondary"
+    assert cli("check-config", env=base).returncode == 0
+
+    empty = tmp_path / "empty"
+    empty.touch()
+    secret = key.read_text().splitlines()[1]
+    for bad, why in (
+        (empty, "the file is empty"),
+        (Path(f"{key}.pub"), "this is a public key: give the private key"),
+    ):
+        r = cli("check-config", env={**base, "SYNCAGENT_PRIMARY_IDENTITY_FILE": str(bad)})
+        assert r.returncode == 2 and "primary.identity_file (env " in r.stderr
+        assert f"{bad}: {why}" in r.stderr
+        assert secret not in r.stdout + r.stderr
+
+    broken = tmp_path / "known_hosts.broken"
+    broken.write_text("# comment\nprimary-svc ssh-ed25519 AAAAnot-base64\n")
+    r = cli("check-config", env={**base, "SYNCAGENT_PRIMARY_KNOWN_HOSTS": str(broken)})
+    assert r.returncode == 2 and f"{broken} line 2: not a known_hosts entry" in r.stderr
+
+    typo = cli("check-config", env={**base, "SYNCAGENT_SYNC_INTERVALL": "5"})
+    assert typo.returncode == 2
+    assert (
+        "env SYNCAGENT_SYNC_INTERVALL: not a setting (did you mean SYNCAGENT_SYNC_INTERVAL?)"
+        in typo.stderr
+    )
+    # the image's entrypoint's own names, and Kubernetes' service links, are no typo
+    fine = {**base, "SYNCAGENT_RUN_AS": "xroad", "SYNCAGENT_SERVICE_HOST": "10.0.0.1"}
+    assert cli("check-config", env=fine).returncode == 0
+
+    cfg = tmp_path / "syncagent.toml"
+    cfg.write_text("[sync]\nintervall = 5\n")
+    r = cli("check-config", "--config", str(cfg), env=base)
+    assert r.returncode == 2
+    assert f"sync.intervall ({cfg}): unknown key (did you mean sync.interval?)" in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from support import REPO
 
 from syncagent import cli
 from syncagent.errors import ExitCode, Reason
-from syncagent.settings import FIELDS, load, reference_markdown
+from syncagent.settings import CONFIG_ENV, ENTRYPOINT_ENV, FIELDS, load, reference_markdown
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -170,3 +171,14 @@ def test_the_default_config_file_is_read_when_nothing_names_another(tmp_path: Pa
 
     absent, problems = load(None, env={}, needs_primary=False, default_config=tmp_path / "no")
     assert problems == [] and absent is not None and absent.config_file is None
+
+
+def test_every_syncagent_name_the_image_sets_or_reads_is_known() -> None:
+    """Unknown SYNCAGENT_* names are a configuration error (a typo would keep the default
+    silently): the names the image's entrypoint, Dockerfile and units use must not be one."""
+    known = {f.env for f in FIELDS} | {CONFIG_ENV, *ENTRYPOINT_ENV}
+    used: set[str] = set()
+    for path in (*(REPO / "docker").rglob("*"), *(REPO / "systemd").rglob("*")):
+        if path.is_file() and path.suffix in ("", ".sh", ".conf", ".service", ".toml", ".yaml"):
+            used |= set(re.findall(r"\bSYNCAGENT_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+    assert used and used - known == set()

@@ -635,9 +635,10 @@ def load(
         path = default_config if default_config.is_file() else None
     if path is not None:
         doc = _read_toml(path, loader)
-        if doc is not None:
-            raw.update(_flatten(doc, str(path), loader))
-            reload_rules = _reload_rules(doc.get("reload"), str(path), loader)
+        if doc is None:  # alone: what it would have set would only be reported missing
+            return None, loader.problems
+        raw.update(_flatten(doc, str(path), loader))
+        reload_rules = _reload_rules(doc.get("reload"), str(path), loader)
 
     if env.get(PRIMARY_DNS_ENV) and "primary.host" not in raw:
         raw["primary.host"] = (env[PRIMARY_DNS_ENV], f"env {PRIMARY_DNS_ENV}")

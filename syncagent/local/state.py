@@ -9,6 +9,7 @@
     <state_dir>/generations/<id>.json  its record
     <state_dir>/trash/               pruned generations, deleted after the sync that pruned them
     <state_dir>/status.json          the daemon's last status (``syncagent status``)
+    <state_dir>/last-once.json       what the last ``syncagent once`` did (``syncagent status``)
     <state_dir>/daemon.pid           pid and start time of the running daemon
     <state_dir>/paused               pause flag (``syncagent pause``)
     <state_dir>/sync-now             trigger file (``syncagent sync-now`` without a signal)
@@ -125,6 +126,7 @@ class StateDir:
         self.generations = path / "generations"
         self.trash = path / "trash"
         self.status_file = path / "status.json"
+        self.last_once_file = path / "last-once.json"
         self.pid_file = path / "daemon.pid"
         self.pause_flag = path / "paused"
         self.trigger = path / "sync-now"

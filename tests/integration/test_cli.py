@@ -41,12 +41,25 @@ def test_once_then_diff_then_exit_codes(
     build_secondary_local(target)
     env = agent_env(sshd, primary_tree, target)
 
+    fresh = cli("diff", env=env)
+    assert fresh.returncode == 0 and "(live (none), primary " in fresh.stdout
     first = cli("once", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("applied generation ")
+    assert first.stdout.startswith("applied generation ") and "(was (none))" in first.stdout
+    assert "None" not in first.stdout
     assert len(first.stdout.strip().splitlines()) == 1
-    log_events = [json.loads(line)["event"] for line in first.stderr.splitlines()]
-    assert "sync" in log_events
+    (line,) = [raw for raw in first.stderr.splitlines() if json.loads(raw)["event"] == "sync"]
+    assert len(line) < 400, line  # only what is set: no versions of None, no walk note
+    event = json.loads(line)
+    assert None not in event.values() and "versions" not in event and "source_note" not in event
+    generation = event["generation"]
+
+    # a status from the state dir: no daemon ever ran, but the once did
+    status = cli("status", env=env)
+    assert status.returncode == 1, status.stdout
+    assert status.stdout.startswith(f"NOT READY: daemon not running: generation {generation}, ")
+    assert "(applied, by syncagent once)" in status.stdout
+    assert "has the daemon run" not in status.stdout
 
     again = cli("once", "--json", env=env)
     doc = json.loads(again.stdout)
@@ -56,6 +69,10 @@ def test_once_then_diff_then_exit_codes(
     age(primary_tree)
     d = cli("diff", env=env)
     assert d.returncode == 0 and "would change" in d.stdout and "~ conf.d/local.ini" in d.stdout
+    dj = cli("diff", "--json", env=env)
+    assert json.loads(dj.stdout)["result"] == "would_change"
+    (logged,) = [e for e in map(json.loads, dj.stderr.splitlines()) if e["event"] == "sync"]
+    assert logged["result"] == "would_change" and logged["changed"] == 1
     assert (target / "conf.d" / "local.ini").read_text() != "[proxy]\nx=1\n"  # diff applies nothing
 
     (primary_tree / "conf.d" / "local.ini").write_text("[proxy\n")
@@ -247,3 +264,12 @@ def test_check_config_finds_what_would_fail_every_sync(tmp_path: Path) -> None:
     r = cli("check-config", "--config", str(cfg), env=base)
     assert r.returncode == 2
     assert f"sync.intervall ({cfg}): unknown key (did you mean sync.interval?)" in r.stderr
+
+
+def test_a_missing_config_file_is_reported_alone(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    r = cli("once", "--config", str(missing), env={})
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"configuration error: config file {missing}: No such file or directory"
+    ]

@@ -310,6 +310,7 @@ class Command:
     checks_files: bool = False  # key, known_hosts and target must exist before it runs
     needs_primary: bool = True  # False: runs on the primary (no host, no known_hosts)
     writes_state: bool = False  # run as the agent's user (see local/ownership.py)
+    reads_state: bool = False  # refused, naming whom to run as, when the state dir is closed
 
 
 COMMANDS: dict[str, Command] = {
@@ -335,7 +336,9 @@ COMMANDS: dict[str, Command] = {
         "run the daemon: scheduled syncs, HTTP health and metrics", cmd_run, checks_files=True
     ),
     # The control commands need only the target and state dir: no primary settings.
-    "status": Command("print the daemon's last status", cmd_status, needs_primary=False),
+    "status": Command(
+        "print the daemon's last status", cmd_status, needs_primary=False, reads_state=True
+    ),
     "pause": Command(
         "pause syncing (flag file in state_dir)", cmd_pause, needs_primary=False, writes_state=True
     ),
@@ -465,9 +468,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(reference_markdown(), end="", flush=True)
         return ExitCode.OK
     settings, problems = load(args.config, overrides=overrides, needs_primary=command.needs_primary)
-    if settings is not None and command.writes_state:
+    if settings is not None and (command.writes_state or command.reads_state):
         try:
-            _become_agent_user(settings)
+            if command.writes_state:
+                _become_agent_user(settings)
+            else:
+                ownership.check_readable(ControlFiles.of(settings.sync).state)
         except SyncError as e:
             doc = {"result": "refused", "reason": str(e.reason), "error": e.message}
             emit(args, f"refused: [{e.reason}] {e.message}", doc)

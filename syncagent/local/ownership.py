@@ -99,6 +99,23 @@ def become(owner: tuple[int, int], state: StateDir) -> None:
     os.setresuid(uid, uid, uid)
 
 
+def check_readable(state: StateDir) -> None:
+    """A command that only reads (``status``) needs the state dir open to it: its owner's,
+    0700, and another user's ``syncagent status`` must say whom to run as, not crash."""
+    try:
+        st = state.path.stat()
+    except FileNotFoundError:
+        return
+    if os.access(state.path, os.R_OK | os.X_OK):
+        return
+    name = user_name(st.st_uid)
+    raise SyncError(
+        Reason.PERMISSION,
+        f"{state.path} belongs to {name}, who runs the agent; run this command as {name} "
+        f"(sudo -u {name} syncagent ...) or as root, not as {user_name(os.geteuid())}",
+    )
+
+
 def _entries(state: StateDir, deep: bool) -> Iterator[Path]:
     """What must be the agent's: the state dir, its files and directories, the generation
     records and trees; ``deep``: every directory in the trees too (a pruned generation is

@@ -163,6 +163,9 @@ def test_another_unprivileged_user_is_told_whom_to_run_as(
     assert res.returncode == 1
     assert "run this command as xroad (sudo -u xroad syncagent ...)" in res.stdout
     assert (state / "paused").exists()
+    status = run("status", user="xroad-slave")
+    assert status.returncode == 1 and "Traceback" not in status.stderr
+    assert "run this command as xroad (sudo -u xroad syncagent ...)" in status.stdout
 
 
 def _status(run: Run) -> dict[str, Any]:

@@ -123,6 +123,11 @@ while :; do
             warn "primary not initialized yet (exit 4): starting not-ready; the agent keeps trying"
             start_services "$@"
             ;;
+        5)
+            warn "syncing is paused (exit 5: a pause flag is set): starting with the tree as it is;" \
+                "\`syncagent resume\` follows the primary again"
+            start_services "$@"
+            ;;
         126 | 127)
             die 1 "cannot run $SYNCAGENT_BIN (exit $rc)"
             ;;

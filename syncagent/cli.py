@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -23,15 +24,26 @@ import structlog
 from syncagent import __version__, logs
 from syncagent.daemon.control import ControlFiles
 from syncagent.daemon.service import serve
-from syncagent.daemon.status import read_status, summary_line
+from syncagent.daemon.status import once_status, read_status, state_status, summary_line
 from syncagent.demo import run_demo
-from syncagent.engine import sync
-from syncagent.errors import ExitCode, Problem
+from syncagent.engine import SyncSkipped, sync
+from syncagent.errors import ExitCode, Problem, Reason, SyncError, exit_code_for
+from syncagent.local import ownership
 from syncagent.local.rollback import rollback
-from syncagent.local.state import Seen, StateDir, locked, open_state
+from syncagent.local.state import Seen, StateDir, atomic_write, locked, open_state
+from syncagent.local.validate import check_local_node
 from syncagent.publish.builder import publish_once, run_publisher
-from syncagent.report import SyncResult, problems_json
-from syncagent.settings import FIELDS, Settings, file_problems, load, reference_markdown
+from syncagent.remote.connection import key_problem, known_hosts_problems
+from syncagent.report import Outcome, SyncResult, problems_json, shown
+from syncagent.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    FIELDS,
+    Settings,
+    file_problems,
+    load,
+    reference_markdown,
+)
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -59,16 +71,7 @@ def report_problems(args: argparse.Namespace, problems: Sequence[Problem]) -> in
 
 def print_result(args: argparse.Namespace, result: SyncResult) -> int:
     doc = result.to_json()
-    structlog.get_logger("syncagent").info(
-        "sync",
-        **{
-            k: v
-            for k, v in doc.items()
-            if k not in ("added", "modified", "removed", "mode_changed", "problems")
-            and k != "verify_mismatches"
-        },
-        changed=len(result.added) + len(result.modified) + len(result.removed),
-    )
+    structlog.get_logger("syncagent").info("sync", **result.log_fields())
     if args.json:
         emit(args, "", doc)
     else:
@@ -89,11 +92,75 @@ def print_result(args: argparse.Namespace, result: SyncResult) -> int:
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
+    """``once`` applies nothing while paused (checked under the state lock, as the daemon
+    does) unless ``--force``: pausing promises the live tree stays as it is."""
     dry_run = args.command == "diff"
-    return print_result(args, asyncio.run(sync(settings, dry_run=dry_run, verify_all=args.verify)))
+    files = ControlFiles.of(settings.sync)
+    force = dry_run or getattr(args, "force", False)
+    try:
+        result = asyncio.run(
+            sync(
+                settings,
+                dry_run=dry_run,
+                verify_all=args.verify,
+                should_run=lambda: force or not files.paused_by(),
+            )
+        )
+    except SyncSkipped:
+        by = list(files.paused_by())
+        line = (
+            f"paused by {', '.join(by)}: nothing applied, the live tree stays as it is; "
+            "`syncagent resume` follows the primary again, `syncagent once --force` applies "
+            "one sync anyway"
+        )
+        doc = {
+            "result": "paused",
+            "reason": str(Reason.PAUSED),
+            "exit_code": int(ExitCode.PAUSED),
+            "paused_by": by,
+        }
+        emit(args, line, doc)
+        return ExitCode.PAUSED
+    if not dry_run and result.outcome is not Outcome.CANCELLED:
+        _record_once(files.state, result)
+    return print_result(args, result)
+
+
+def _record_once(state: StateDir, result: SyncResult) -> None:
+    """Leave what this ``once`` did for ``syncagent status`` (no daemon may ever run)."""
+    path = state.last_once_file
+    doc = once_status(read_status(path), result, time.time())
+    with contextlib.suppress(OSError):  # the sync's own result is what this command reports
+        atomic_write(path, json.dumps(doc, sort_keys=True).encode(), 0o644)
+
+
+def sync_problems(settings: Settings) -> list[Problem]:
+    """What would fail every sync, found without connecting: a key asyncssh cannot use (an
+    empty file, a .pub, a passphrase), known_hosts lines a connect would skip, a node that does
+    not say it is a secondary. Messages name files, never their content."""
+    primary, sources = settings.primary, settings.sources
+    problems: list[Problem] = []
+    if why := key_problem(primary.identity_file):
+        where = f"primary.identity_file ({sources['primary.identity_file']})"
+        problems.append(Problem(where, f"{primary.identity_file}: {why}", Reason.CONFIG))
+    if primary.host_key_policy == "strict" and primary.known_hosts is not None:
+        where = f"primary.known_hosts ({sources['primary.known_hosts']})"
+        problems += [
+            Problem(where, f"{primary.known_hosts} {why}", Reason.CONFIG)
+            for why in known_hosts_problems(primary.known_hosts)
+        ]
+    try:
+        check_local_node(settings.sync)
+    except SyncError as e:
+        where = f"sync.node_type ({sources['sync.node_type']})"
+        problems += [Problem(where, p.message, Reason.CONFIG) for p in e.problems]
+    return problems
 
 
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    problems = sync_problems(settings)
+    if problems:
+        return report_problems(args, problems)
     rows = settings.describe()
     if args.json:
         emit(
@@ -122,7 +189,7 @@ def cmd_pause(settings: Settings, args: argparse.Namespace) -> int:
     flag = files.state.pause_flag
     line = (
         f"paused: {'created' if created else 'already present:'} {flag}; the live tree stays as "
-        "it is until `syncagent resume`"
+        "it is until `syncagent resume` (only `once --force` and `rollback` change it meanwhile)"
     )
     emit(args, line, {"result": "paused", "flag": str(flag), "paused_by": files.paused_by()})
     return ExitCode.OK
@@ -135,8 +202,10 @@ def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
     line = f"resumed: {'removed' if removed else 'no'} {files.state.pause_flag}"
     if still:
         line += f"; still PAUSED by {', '.join(still)}: remove it to resume"
+    elif (pid := files.running_pid()) is not None:
+        line += f"; the daemon (pid {pid}) syncs now"
     else:
-        line += "; the daemon syncs now"
+        line += "; no daemon is running: syncing resumes when it starts"
     emit(args, line, {"result": "paused" if still else "resumed", "paused_by": list(still)})
     return ExitCode.FAILED if still else ExitCode.OK
 
@@ -148,15 +217,21 @@ def cmd_sync_now(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """The running daemon's status; without one, what the state dir says (the live record and
+    the last result of the daemon or of ``syncagent once``): never ready, but true."""
     files = ControlFiles.of(settings.sync)
     doc = read_status(files.state.status_file)
-    if doc is None:
-        line = f"NOT READY: no status in {files.state.path} (has the daemon run?)"
-        emit(args, line, {"ready": False, "daemon_running": False})
-        return ExitCode.FAILED
     now = time.time()
     pid = files.running_pid()
-    alive = pid is not None and pid == doc.get("pid")
+    alive = doc is not None and pid is not None and pid == doc.get("pid")
+    if doc is None or not alive:
+        doc = state_status(files.state, doc, files.paused_by())
+        emit(
+            args,
+            summary_line(doc, now, False),
+            {**doc, "ready": False, "daemon_running": False},
+        )
+        return ExitCode.FAILED
     ready = bool(alive and doc.get("ready") and not _stale(doc, settings.sync.max_staleness, now))
     emit(
         args,
@@ -184,7 +259,7 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
         return int(result.exit_code)
     flag = files.state.pause_flag
     line = (
-        f"rolled back to generation {result.generation} (was {result.previous}): "
+        f"rolled back to generation {result.generation} (was {shown(result.previous)}): "
         f"+{len(result.added)} ~{len(result.modified)} -{len(result.removed)}; syncing is PAUSED "
         f"({flag}) so it sticks: `syncagent resume` follows the primary again"
     )
@@ -234,19 +309,23 @@ class Command:
     handler: Handler | None  # None: the command builds its own settings (demo)
     checks_files: bool = False  # key, known_hosts and target must exist before it runs
     needs_primary: bool = True  # False: runs on the primary (no host, no known_hosts)
+    writes_state: bool = False  # run as the agent's user (see local/ownership.py)
+    reads_state: bool = False  # refused, naming whom to run as, when the state dir is closed
 
 
 COMMANDS: dict[str, Command] = {
     "once": Command(
         "run one sync and exit (0 applied/current, 1 failed, 2 config, 3 rejected, "
-        "4 primary not initialized)",
+        "4 primary not initialized, 5 paused: nothing applied without --force)",
         cmd_once,
         checks_files=True,
+        writes_state=True,
     ),
     "diff": Command(
         "show what the next sync would change; fetches and validates, applies nothing",
         cmd_once,
         checks_files=True,
+        writes_state=True,
     ),
     "check-config": Command(
         "print the effective settings and where each came from, or every problem",
@@ -256,15 +335,29 @@ COMMANDS: dict[str, Command] = {
     "run": Command(
         "run the daemon: scheduled syncs, HTTP health and metrics", cmd_run, checks_files=True
     ),
-    "status": Command("print the daemon's last status", cmd_status),
-    "pause": Command("pause syncing (flag file in state_dir)", cmd_pause),
-    "resume": Command("resume syncing", cmd_resume),
-    "sync-now": Command("ask the running daemon to sync now", cmd_sync_now),
-    "rollback": Command("re-apply a kept generation and pause syncing", cmd_rollback),
+    # The control commands need only the target and state dir: no primary settings.
+    "status": Command(
+        "print the daemon's last status", cmd_status, needs_primary=False, reads_state=True
+    ),
+    "pause": Command(
+        "pause syncing (flag file in state_dir)", cmd_pause, needs_primary=False, writes_state=True
+    ),
+    "resume": Command("resume syncing", cmd_resume, needs_primary=False, writes_state=True),
+    "sync-now": Command(
+        "ask the running daemon to sync now", cmd_sync_now, needs_primary=False, writes_state=True
+    ),
+    "rollback": Command(
+        "re-apply a kept generation and pause syncing",
+        cmd_rollback,
+        needs_primary=False,
+        writes_state=True,
+    ),
     "accept-rollback": Command(
         "follow the primary's next HEAD even if its sequence went back (a restored or "
         "replaced primary); refused as publish_rollback otherwise",
         cmd_accept_rollback,
+        needs_primary=False,
+        writes_state=True,
     ),
     "publish": Command(
         "on the primary: publish the source as generations secondaries pull by hash "
@@ -276,31 +369,72 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _global_options(*, in_command: bool) -> argparse.ArgumentParser:
-    """--config, --json and every settings flag, accepted before and after the command.
+def _add_global_options(parser: argparse.ArgumentParser, *, in_command: bool) -> None:
+    """--config, --json and every settings flag, accepted before and after the command, in
+    groups of their own after what is particular to the command (its help shows that first).
 
-    The copy a command's parser gets defaults to SUPPRESS, so an option given before the
-    command is not reset by the command's parser when it is absent after it.
+    A command's parser defaults them to SUPPRESS, so an option given before the command is
+    not reset by the command's parser when it is absent after it.
     """
     default = argparse.SUPPRESS if in_command else None
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument(
+    common = parser.add_argument_group("common options")
+    common.add_argument(
         "--config",
         "-c",
         metavar="PATH",
         default=default,
-        help="TOML config file (else env SYNCAGENT_CONFIG)",
+        help=f"TOML config file (else env {CONFIG_ENV}, else {DEFAULT_CONFIG} if it exists)",
     )
-    options.add_argument(
+    common.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS if in_command else False,
         help="machine-readable output",
     )
-    group = options.add_argument_group("settings (each also env SYNCAGENT_<SECTION>_<KEY>)")
+    group = parser.add_argument_group(
+        "settings (each also env SYNCAGENT_<SECTION>_<KEY>; see check-config --markdown)"
+    )
     for f in FIELDS:
         group.add_argument(f.flag, dest=f"set:{f.name}", metavar="V", default=default, help=f.help)
-    return options
+
+
+def _add_command_options(name: str, p: argparse.ArgumentParser) -> str:
+    """The options only ``name`` takes; returns them as its usage line shows them."""
+    if name in ("once", "diff"):
+        p.add_argument(
+            "--verify",
+            action="store_true",
+            help="compare every file's content with the primary's now (else a rotating "
+            "share per sync.verify_interval)",
+        )
+    if name == "once":
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="apply even while paused (a pause flag is set): an operator's override",
+        )
+        return "[--verify] [--force]"
+    if name == "diff":
+        return "[--verify]"
+    if name == "rollback":
+        p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
+        return "[GENERATION]"
+    if name == "publish":
+        p.add_argument("--once", action="store_true", help="build one generation now and exit")
+        return "[--once]"
+    if name == "check-config":
+        p.add_argument(
+            "--markdown",
+            action="store_true",
+            help="print the configuration reference (every key, default, env, flag) and exit",
+        )
+        return "[--markdown]"
+    if name == "demo":
+        p.add_argument("--churn", action="store_true", help="change the primary every few seconds")
+        p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+        p.add_argument("--dir", default=None, help="where to put the demo trees")
+        return "[--churn] [--duration N] [--dir DIR]"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,36 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="syncagent",
         description="Sync /etc/xroad from the X-Road primary, safely.",
         usage="syncagent [OPTIONS] COMMAND [OPTIONS]",
-        parents=[_global_options(in_command=False)],
     )
     parser.add_argument("--version", action="version", version=f"syncagent {__version__}")
-    in_command = _global_options(in_command=True)
+    _add_global_options(parser, in_command=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, parents=[in_command], help=command.help, description=command.help)
-        if name in ("once", "diff"):
-            p.add_argument(
-                "--verify",
-                action="store_true",
-                help="compare every file's content with the primary's now (else a rotating "
-                "share per sync.verify_interval)",
-            )
-        if name == "rollback":
-            p.add_argument("generation", nargs="?", help="generation id (default: the previous)")
-        if name == "publish":
-            p.add_argument("--once", action="store_true", help="build one generation now and exit")
-        if name == "check-config":
-            p.add_argument(
-                "--markdown",
-                action="store_true",
-                help="print the configuration reference (every key, default, env, flag) and exit",
-            )
-        if name == "demo":
-            p.add_argument(
-                "--churn", action="store_true", help="change the primary every few seconds"
-            )
-            p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-            p.add_argument("--dir", default=None, help="where to put the demo trees")
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        own = _add_command_options(name, p)
+        p.usage = f"syncagent {name} {own + ' ' if own else ''}[OPTIONS]"
+        _add_global_options(p, in_command=True)
     return parser
 
 
@@ -355,12 +468,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(reference_markdown(), end="", flush=True)
         return ExitCode.OK
     settings, problems = load(args.config, overrides=overrides, needs_primary=command.needs_primary)
+    if settings is not None and (command.writes_state or command.reads_state):
+        try:
+            if command.writes_state:
+                _become_agent_user(settings)
+            else:
+                ownership.check_readable(ControlFiles.of(settings.sync).state)
+        except SyncError as e:
+            doc = {"result": "refused", "reason": str(e.reason), "error": e.message}
+            emit(args, f"refused: [{e.reason}] {e.message}", doc)
+            return int(exit_code_for(e.reason))
     if settings is not None and command.checks_files:
         problems = file_problems(settings)
     if settings is None or problems:
         return report_problems(args, problems)
     logs.configure(settings.log.format, settings.log.level)
     return command.handler(settings, args)
+
+
+def _become_agent_user(settings: Settings) -> None:
+    """A command that writes the state dir runs as the agent's user (root gives up its
+    privileges for it), so nothing it leaves there is unusable by the daemon."""
+    files = ControlFiles.of(settings.sync)
+    owner = ownership.agent_owner(files.state, settings.sync.target, files.running_pid())
+    if owner is not None:
+        ownership.become(owner, files.state)
 
 
 if __name__ == "__main__":

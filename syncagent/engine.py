@@ -20,6 +20,7 @@ import structlog
 
 from syncagent.errors import Reason, SyncError, os_error
 from syncagent.local import apply as applying
+from syncagent.local import ownership
 from syncagent.local.drift import drifted_content
 from syncagent.local.manifest import (
     Manifest,
@@ -100,6 +101,7 @@ async def _locked_sync(
     settings: Settings, session: Session | None, result: SyncResult, run: _Run
 ) -> None:
     state = open_state(settings.sync.state_dir, settings.sync.target)
+    await asyncio.to_thread(ownership.repair, state)
     async with applying.locked_and_recovered(state, settings.sync.target, settings.sync.timeout):
         if run.should_run is not None and not run.should_run():
             raise SyncSkipped

@@ -25,6 +25,8 @@ class Reason(enum.StrEnum):
     NOT_INITIALIZED = "not_initialized"
     VERSION_SKEW = "version_skew"  # the primary runs another X-Road release: held
     PUBLISH_ROLLBACK = "publish_rollback"  # the primary's HEAD went back: refused, not applied
+    PERMISSION = "permission"  # a local file the agent's user may not use (names path and owner)
+    PAUSED = "paused"  # a pause flag is set: nothing changes the live tree but an override
 
 
 class ExitCode(enum.IntEnum):
@@ -33,11 +35,14 @@ class ExitCode(enum.IntEnum):
     CONFIG = 2
     REJECTED = 3
     NOT_INITIALIZED = 4
+    PAUSED = 5
 
 
 def exit_code_for(reason: Reason) -> ExitCode:
     if reason is Reason.CONFIG:
         return ExitCode.CONFIG
+    if reason is Reason.PAUSED:
+        return ExitCode.PAUSED
     if reason in (Reason.VALIDATION, Reason.LIMITS, Reason.VERSION_SKEW, Reason.PUBLISH_ROLLBACK):
         return ExitCode.REJECTED
     if reason is Reason.NOT_INITIALIZED:
@@ -75,10 +80,18 @@ class SyncError(Exception):
 
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 
 
 def os_error(e: OSError, what: str, otherwise: Reason = Reason.APPLY) -> SyncError:
     """The one classifier of local OS errors: a full or read-only disk is ``disk`` (the
-    operator frees space), anything else is ``otherwise``."""
-    reason = Reason.DISK if e.errno in FULL_ERRNOS else otherwise
-    return SyncError(reason, f"{what}: {e.strerror or e}")
+    operator frees space), a denied access is ``permission`` and names the file (the operator
+    fixes an owner), anything else is ``otherwise``."""
+    if e.errno in FULL_ERRNOS:
+        reason = Reason.DISK
+    elif e.errno in DENIED_ERRNOS:
+        reason = Reason.PERMISSION
+    else:
+        reason = otherwise
+    where = f" ({e.filename})" if e.filename and str(e.filename) not in what else ""
+    return SyncError(reason, f"{what}{where}: {e.strerror or e}")

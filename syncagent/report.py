@@ -103,18 +103,62 @@ class SyncResult:
         )
         if self.dry_run:
             verb = "would change" if self.changed else "nothing to change"
-            return f"{verb}: {counts} (live {self.previous}, primary {self.candidate})"
+            return f"{verb}: {counts} (live {shown(self.previous)}, primary {self.candidate})"
         if self.outcome is Outcome.APPLIED:
             return (
-                f"applied generation {self.generation} (was {self.previous}): {counts}, "
+                f"applied generation {self.generation} (was {shown(self.previous)}): {counts}, "
                 f"fetched {self.files_fetched} files / {self.bytes_fetched} bytes "
                 f"in {self.duration:.2f}s"
             )
         return f"unchanged: generation {self.generation} is current ({self.duration:.2f}s)"
 
+    @property
+    def result_word(self) -> str:
+        """The outcome as output and logs say it: a dry run that found changes "would_change"
+        (its outcome is unchanged: it applied nothing)."""
+        if self.dry_run and self.error is None and self.changed:
+            return "would_change"
+        return str(self.outcome)
+
+    def log_fields(self) -> dict[str, Any]:
+        """The one ``sync`` log event's fields: counts rather than lists, and only what is
+        set, so a line stays short (``to_json``, the command's output, keeps every field; the
+        daemon logs why it walks once, as ``walking``, not on every sync)."""
+        fields: dict[str, Any] = {
+            "result": self.result_word,
+            "generation": self.generation,
+            "previous_generation": self.previous,
+            "candidate_generation": self.candidate if self.candidate != self.generation else None,
+            "changed": len(self.added) + len(self.modified) + len(self.removed),
+            "added": len(self.added),
+            "modified": len(self.modified),
+            "removed": len(self.removed),
+            "mode_changed": len(self.mode_changed),
+            "files_fetched": self.files_fetched,
+            "bytes_fetched": self.bytes_fetched,
+            "duration_seconds": round(self.duration, 4),
+            "attempts": self.attempts if self.attempts > 1 else None,
+            "dry_run": self.dry_run,
+            "verified": self.verified,
+            "verify_mismatches": len(self.mismatches),
+            "source": self.source,
+            "published_sequence": self.followed[1] if self.followed else None,
+        }
+        if self.versions is not None:
+            fields.update(
+                primary_version=self.versions.primary,
+                local_version=self.versions.local,
+                version_skew=self.versions.skew,
+            )
+        if self.error is not None:
+            fields.update(reason=str(self.error.reason), error=self.error.message)
+            fields["problems"] = [str(p) for p in self.error.problems[:5]]
+        keep = ("result", "changed", "duration_seconds")
+        return {k: v for k, v in fields.items() if k in keep or v not in (None, "", 0, False, [])}
+
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "result": str(self.outcome),
+            "result": self.result_word,
             "exit_code": int(self.exit_code),
             "generation": self.generation,
             "previous_generation": self.previous,
@@ -177,6 +221,11 @@ class RollbackResult:
             "modified": self.modified,
             "removed": self.removed,
         }
+
+
+def shown(generation: str | None) -> str:
+    """A generation id in a human line; no generation yet is "(none)", never Python's None."""
+    return generation or "(none)"
 
 
 def problems_json(problems: Iterable[Problem]) -> list[dict[str, str]]:

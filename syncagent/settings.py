@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import grp
 import math
@@ -21,7 +22,7 @@ import pwd
 import re
 import shlex
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,31 @@ VERSION_SKEW_POLICIES = ("hold", "warn", "ignore")
 PUBLISH_DIR_MODES = ("auto", "off")
 DEFAULT_PUBLISH_DIR = Path("/var/lib/syncagent/publish")
 CONFIG_ENV = "SYNCAGENT_CONFIG"
+# Where the image and the systemd unit keep it: read when it exists and nothing names another,
+# so an operator's `syncagent pause` on the node needs no --config.
+DEFAULT_CONFIG = Path("/etc/syncagent/syncagent.toml")
 PRIMARY_DNS_ENV = "XROAD_PRIMARY_DNS"  # what the sidecar image already sets
 STATE_DIR_NAME = ".syncagent"
+
+
+# SYNCAGENT_* names that are no key and no typo: the image's entrypoint reads these
+# (docker/syncagent-entrypoint.sh, in the environment the daemon inherits), and the prefixes
+# below belong to Kubernetes (service links of a Service named syncagent) and the test suite.
+ENTRYPOINT_ENV = (
+    "SYNCAGENT_BIN",
+    "SYNCAGENT_EXEC",
+    "SYNCAGENT_RUN_AS",
+    "SYNCAGENT_FIRST_SYNC_BUDGET",
+    "SYNCAGENT_FIRST_SYNC_RETRY",
+)
+FOREIGN_ENV_PREFIXES = (
+    "SYNCAGENT_SERVICE_",
+    "SYNCAGENT_PORT",
+    "SYNCAGENT_TEST_",
+    "SYNCAGENT_FAULT_",
+    "SYNCAGENT_NSPAWN_",
+    "SYNCAGENT_STANDIN_",
+)
 
 
 class SettingError(ValueError):
@@ -613,11 +637,14 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     *,
     needs_primary: bool = True,
+    default_config: Path = DEFAULT_CONFIG,
 ) -> tuple[Settings | None, list[Problem]]:
     """Build the effective settings, or return every problem found (never just the first).
 
     ``overrides`` are CLI flag values keyed by the declared name ("sync.interval").
-    ``needs_primary`` False: the publisher runs on the primary and connects to nothing.
+    ``needs_primary`` False: the command connects to nothing (the publisher on the primary,
+    the control commands that only need the target and state dir).
+    ``default_config``: read when it exists and neither ``config_file`` nor env names a file.
     """
     env = os.environ if env is None else env
     overrides = overrides or {}
@@ -625,16 +652,18 @@ def load(
     raw: dict[str, tuple[Any, str]] = {}
     reload_rules: tuple[ReloadRule, ...] = ()
 
-    path = (
-        Path(config_file)
-        if config_file
-        else (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    )
+    if config_file:
+        path: Path | None = Path(config_file)
+    elif env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    else:
+        path = default_config if default_config.is_file() else None
     if path is not None:
         doc = _read_toml(path, loader)
-        if doc is not None:
-            raw.update(_flatten(doc, str(path), loader))
-            reload_rules = _reload_rules(doc.get("reload"), str(path), loader)
+        if doc is None:  # alone: what it would have set would only be reported missing
+            return None, loader.problems
+        raw.update(_flatten(doc, str(path), loader))
+        reload_rules = _reload_rules(doc.get("reload"), str(path), loader)
 
     if env.get(PRIMARY_DNS_ENV) and "primary.host" not in raw:
         raw["primary.host"] = (env[PRIMARY_DNS_ENV], f"env {PRIMARY_DNS_ENV}")
@@ -643,6 +672,7 @@ def load(
     for f in FIELDS:
         if f.env in env:
             raw[f.name] = (env[f.env], f"env {f.env}")
+    _unknown_env(env, loader)
     for name, value in overrides.items():
         if value is not None:
             raw[name] = (value, f"flag {FIELDS_BY_NAME[name].flag}")
@@ -662,6 +692,26 @@ def load(
     if loader.problems:
         return None, loader.problems
     return _build(values, sources, reload_rules, path), []
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the nearest known name, or nothing when none is near."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _unknown_env(env: Mapping[str, str], loader: _Loader) -> None:
+    """A misspelt SYNCAGENT_* name would be ignored and its default silently used."""
+    known = {f.env for f in FIELDS} | {CONFIG_ENV, *ENTRYPOINT_ENV}
+    known |= {name for name, _ in testhooks.DOCUMENTED}
+    for name in sorted(env):
+        if (
+            name.startswith("SYNCAGENT_")
+            and name not in known
+            and not name.startswith(FOREIGN_ENV_PREFIXES)
+        ):
+            hint = did_you_mean(name, (f.env for f in FIELDS))
+            loader.problem(f"env {name}", f"not a setting{hint}")
 
 
 def _build(
@@ -706,7 +756,9 @@ def _flatten(doc: dict[str, Any], source: str, loader: _Loader) -> dict[str, tup
         for key, value in body.items():
             name = f"{section}.{key}"
             if name not in FIELDS_BY_NAME:
-                loader.problem(f"{name} ({source})", "unknown key")
+                loader.problem(
+                    f"{name} ({source})", f"unknown key{did_you_mean(name, FIELDS_BY_NAME)}"
+                )
                 continue
             out[name] = (value, source)
     return out
@@ -866,12 +918,19 @@ def reference_markdown() -> str:
         "",
         "| variable | meaning |",
         "|---|---|",
-        f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given. |",
+        f"| `{CONFIG_ENV}` | The TOML file when `--config` is not given (else `{DEFAULT_CONFIG}` "
+        "when it exists). |",
         f"| `{PRIMARY_DNS_ENV}` | `primary.host` when nothing more specific sets it "
         "(the sidecar image sets it). |",
         f"| `{NODE_TYPE_ENV}` | `sync.node_type` when nothing more specific sets it (X-Road 8). |",
         "| `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID` | Set by systemd: readiness and "
         "watchdog pings (`Type=notify`, `WatchdogSec=`). |",
+        f"| {', '.join(f'`{n}`' for n in ENTRYPOINT_ENV)} | Read by the image's entrypoint "
+        "(docker/README.md). |",
+        "| any other `SYNCAGENT_*` | A configuration error naming the nearest key (a typo would "
+        "silently leave the default), except names starting with "
+        f"{', '.join(f'`{p}`' for p in FOREIGN_ENV_PREFIXES)} (Kubernetes service links, "
+        "the test suite). |",
     ]
     lines += [f"| `{name}` | Test hook: {meaning} |" for name, meaning in testhooks.DOCUMENTED]
     return "\n".join(lines) + "\n"

@@ -572,24 +572,9 @@ class Daemon:
 
 def _log_result(result: SyncResult, why: str, failures: int) -> None:
     """One event per sync, with the same reason codes as the metrics."""
-    doc = result.to_json()
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in doc.items()
-        if k not in ("added", "modified", "removed", "mode_changed", "problems", "dry_run")
-        and k != "verify_mismatches"
-    }
-    fields.update(
-        why=why,
-        added=len(result.added),
-        modified=len(result.modified),
-        removed=len(result.removed),
-        mode_changed=len(result.mode_changed),
-        consecutive_failures=failures,
-        verify_mismatches=len(result.mismatches),
-    )
-    if result.error is not None and result.error.problems:
-        fields["problems"] = [str(p) for p in result.error.problems[:5]]
+    fields: dict[str, Any] = {**result.log_fields(), "why": why}
+    if failures:
+        fields["consecutive_failures"] = failures
     if result.outcome in SUCCESS:
         log.info("sync", **fields)
     elif result.outcome is Outcome.REJECTED:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncagent.local.state import atomic_write
+from syncagent.local.state import StateDir, atomic_write
 from syncagent.local.verify import SIDES
 from syncagent.report import Outcome, SyncResult, VersionCheck
 from syncagent.xroad.restarts import PendingRestarts
@@ -204,6 +204,38 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def once_status(previous: dict[str, Any] | None, result: SyncResult, now: float) -> dict[str, Any]:
+    """What ``syncagent once`` leaves for ``status`` (StateDir.last_once_file)."""
+    success = result.outcome in SUCCESS
+    last_success = now if success else (previous or {}).get("last_success")
+    return {
+        "last_attempt": now,
+        "last_attempt_by": "syncagent once",
+        "last_success": last_success,
+        "last_result": str(result.outcome),
+        "last_reason": str(result.reason) if result.reason else None,
+        "last_error": result.error.message if result.error else None,
+    }
+
+
+def state_status(
+    state: StateDir, daemon: dict[str, Any] | None, paused_by: tuple[str, ...]
+) -> dict[str, Any]:
+    """The status when no daemon answers, from the state dir itself: the live generation from
+    its record, and the newer of the daemon's last status and ``syncagent once``'s."""
+    doc: dict[str, Any] = dict(daemon or {})
+    try:
+        record = json.loads(state.current_file.read_bytes())
+        doc["generation"] = record.get("generation") if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        doc["generation"] = None
+    once = read_status(state.last_once_file)
+    if once is not None and (once.get("last_attempt") or 0) >= (doc.get("last_attempt") or 0):
+        doc.update(once)
+    doc.update(paused=bool(paused_by), paused_by=list(paused_by), connected=False, syncing=False)
+    return doc
+
+
 def summary_line(doc: dict[str, Any], now: float, alive: bool) -> str:
     """One line for ``syncagent status``."""
     if not alive:
@@ -213,10 +245,12 @@ def summary_line(doc: dict[str, Any], now: float, alive: bool) -> str:
     parts = [f"{head}: generation {doc.get('generation') or '(none)'}"]
     parts.append(f"last success {_ago(doc.get('last_success'), now)}")
     attempt = f"last attempt {_ago(doc.get('last_attempt'), now)}"
-    if doc.get("last_result"):
-        attempt += f" ({doc['last_result']})"
+    said = [str(doc[k]) for k in ("last_result", "last_attempt_by") if doc.get(k)]
+    if said:
+        attempt += f" ({', by '.join(said)})"
     parts.append(attempt)
-    parts.append("connected" if doc.get("connected") else "not connected")
+    if alive:
+        parts.append("connected" if doc.get("connected") else "not connected")
     if doc.get("paused"):
         parts.append("PAUSED by " + ", ".join(doc.get("paused_by") or []))
     if doc.get("consecutive_failures"):

@@ -9,6 +9,7 @@
     <state_dir>/generations/<id>.json  its record
     <state_dir>/trash/               pruned generations, deleted after the sync that pruned them
     <state_dir>/status.json          the daemon's last status (``syncagent status``)
+    <state_dir>/last-once.json       what the last ``syncagent once`` did (``syncagent status``)
     <state_dir>/daemon.pid           pid and start time of the running daemon
     <state_dir>/paused               pause flag (``syncagent pause``)
     <state_dir>/sync-now             trigger file (``syncagent sync-now`` without a signal)
@@ -46,14 +47,27 @@ class Seen:
     applied: str  # the live generation that sync left (differs when seeds were taken)
 
 
+def as_dir_owner(fd: int, parent: Path, group: int | None = None) -> None:
+    """Run as root, give what we create to the owner of the directory it is in: a root shell's
+    command (``kubectl exec``) must not leave the unprivileged daemon a file it cannot read.
+    Unprivileged, only ``group`` (one of ours) is set."""
+    uid, gid = -1, (-1 if group is None else group)
+    if os.geteuid() == 0:
+        st = os.stat(parent)
+        uid, gid = st.st_uid, (st.st_gid if group is None else group)
+    mine = os.fstat(fd)
+    if (uid, gid) != (-1, -1) and (mine.st_uid, mine.st_gid) != (uid, gid):
+        os.fchown(fd, uid, gid)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600, group: int | None = None) -> None:
     """Write-fsync-rename-fsync: readers see the old or the new bytes, never a torn file.
-    ``group``: the file's group, set before it becomes visible."""
+    ``group``: the file's group, set before it becomes visible; run as root, the file is the
+    directory owner's (``as_dir_owner``)."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        if group is not None and os.fstat(fd).st_gid != group:
-            os.fchown(fd, -1, group)
+        as_dir_owner(fd, path.parent, group)
         write_all(fd, data)
         os.fsync(fd)
     except BaseException:
@@ -112,6 +126,7 @@ class StateDir:
         self.generations = path / "generations"
         self.trash = path / "trash"
         self.status_file = path / "status.json"
+        self.last_once_file = path / "last-once.json"
         self.pid_file = path / "daemon.pid"
         self.pause_flag = path / "paused"
         self.trigger = path / "sync-now"
@@ -125,11 +140,19 @@ class StateDir:
         return self.staging / "tree"
 
     def ensure(self) -> None:
+        """Create the state dir and its directories (run as root: the owner's of its parent,
+        see ``as_dir_owner``)."""
         try:
-            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.generations.mkdir(mode=0o700, exist_ok=True)
-            self.staging.mkdir(mode=0o700, exist_ok=True)
-            self.trash.mkdir(mode=0o700, exist_ok=True)
+            for d in (self.path, self.generations, self.staging, self.trash):
+                if d.is_dir():
+                    continue
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if os.geteuid() == 0:
+                    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    try:
+                        as_dir_owner(fd, d.parent)
+                    finally:
+                        os.close(fd)
         except OSError as e:
             raise os_error(e, f"cannot create state_dir {self.path}", Reason.CONFIG) from None
 
@@ -272,6 +295,7 @@ async def locked(state: StateDir, timeout: float) -> AsyncIterator[None]:
     processes. Waits up to ``timeout`` without blocking the event loop."""
     fd = os.open(state.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
+        as_dir_owner(fd, state.path)
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -151,8 +151,9 @@ async def connect(
     try:
         client_key = asyncssh.read_private_key(str(primary.identity_file))
     except (OSError, asyncssh.KeyImportError) as e:
+        why = key_problem(primary.identity_file) or _strerror(e)
         raise SyncError(
-            Reason.AUTH, f"cannot read identity_file {primary.identity_file}: {_strerror(e)}"
+            Reason.AUTH, f"cannot read identity_file {primary.identity_file}: {why}"
         ) from None
 
     timeout = primary.connect_timeout
@@ -202,6 +203,53 @@ def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
         raise SyncError(
             Reason.HOST_KEY, f"cannot read known_hosts {path}: {_strerror(e)}"
         ) from None
+
+
+def key_problem(path: Path) -> str | None:
+    """Why ``path`` is no private key the agent can use, or None. Parsed with asyncssh as a
+    connect would; the message names the file and what is wrong, never its content."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return _strerror(e)
+    if not data.strip():
+        return "the file is empty"
+    try:
+        asyncssh.import_private_key(data)
+    except asyncssh.KeyImportError as e:
+        if "assphrase" in str(e):
+            return "the key is encrypted: the agent needs a key without a passphrase"
+        with contextlib.suppress(asyncssh.KeyImportError, ValueError):
+            asyncssh.import_public_key(data)
+            return "this is a public key: give the private key (the file without .pub)"
+        return "not a private key asyncssh can read (OpenSSH, PEM or PKCS#8)"
+    return None
+
+
+def known_hosts_problems(path: Path) -> list[str]:
+    """Lines of a known_hosts file a connect cannot use (asyncssh skips them silently), or
+    that it holds no host key at all: either way every strict connect fails as host_key."""
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError as e:
+        return [_strerror(e)]
+    problems: list[str] = []
+    entries = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if fields[0] in ("@cert-authority", "@revoked"):
+            fields = fields[1:]
+        try:
+            asyncssh.import_public_key(" ".join(fields[1:3]))
+        except (asyncssh.KeyImportError, ValueError):
+            problems.append(f"line {n}: not a known_hosts entry (HOSTS KEYTYPE BASE64-KEY)")
+            continue
+        entries += 1
+    if not entries and not problems:
+        problems.append("holds no host key: every connect fails host_key")
+    return problems
 
 
 def _pin_host_key(conn: asyncssh.SSHClientConnection, pin: Path, pattern: str) -> None:

@@ -246,15 +246,26 @@ def _declared_problem(node_ini: bytes | None, declared: str) -> str | None:
     return None
 
 
+# What an operator does about a node that does not say what it is (X-Road 8 nodes have no
+# node.ini: the sync.node_type setting, or the env X-Road 8 itself sets, says it).
+NODE_TYPE_FIX = (
+    f'set sync.node_type = "secondary" (or env {NODE_TYPE_ENV}=secondary), '
+    f"or give this node its {NODE_INI_PATH} ([node] type = slave)"
+)
+
+
 def _node_problem(node_ini: bytes | None) -> str | None:
     if node_ini is None:
-        return f"{NODE_INI_PATH} missing: cannot confirm this node is a secondary"
+        return f"{NODE_INI_PATH} missing: cannot confirm this node is a secondary; {NODE_TYPE_FIX}"
     try:
         node_type = _ini_node_type(node_ini)
     except IniError as exc:
         return f"{NODE_INI_PATH} unreadable ({exc}): cannot confirm this node is a secondary"
     if node_type is None:
-        return f"{NODE_INI_PATH} has no [node] type: cannot confirm this node is a secondary"
+        return (
+            f"{NODE_INI_PATH} has no [node] type: cannot confirm this node is a secondary; "
+            f"{NODE_TYPE_FIX}"
+        )
     if node_type.lower() in SECONDARY_TYPES:
         return None
     if node_type.lower() in PRIMARY_TYPES:

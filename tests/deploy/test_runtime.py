@@ -44,7 +44,7 @@ from support.config import daemon_overrides, settings_for
 from support.daemon import Agent, metric
 from support.grafana import panel_queries
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
-from support.tools import require_root, require_tool
+from support.tools import AGENT_BIN, agent_for, require_root, require_tool
 from support.trees import age
 from support.waiting import get, until
 
@@ -58,7 +58,6 @@ DOCKER = ROOT / "docker"
 PROGRAM = DOCKER / "supervisor" / "xroad-sync.conf"
 ENTRYPOINT = DOCKER / "syncagent-entrypoint.sh"
 ALERTS = DOCKER / "prometheus" / "syncagent-alerts.yml"
-AGENT_BIN = Path(sys.executable).parent / "syncagent"  # the venv's console script
 SHIPPED_COMMAND = "command=/opt/syncagent/bin/syncagent run"
 KEYCONF = "signer/keyconf.xml"
 
@@ -135,60 +134,12 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
-def _runs_as(uid: int, gid: int, cmd: list[str]) -> bool:
-    """Whether ``cmd`` starts after a plain setuid/setgid, as supervisord does it."""
-    try:
-        res = subprocess.run(
-            cmd, user=uid, group=gid, extra_groups=[], capture_output=True, timeout=60
-        )
-    except OSError:
-        return False
-    return res.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def agent_bin(sshd: Sshd) -> Iterator[Path]:
-    """The agent as the image has it: an install that ``xroad`` can execute.
-
-    The image's /opt/syncagent venv is world-readable. This checkout's venv may not be for
-    xroad (its interpreter can live under a 0700 /root, e.g. with pyenv): then make a venv in a
-    traversable temp dir on a system interpreter of the same version, seeing the checkout's
-    venv's packages (``site.addsitedir`` from a .pth, so the editable install works too).
-    """
+    """The agent as the image has it: an install that ``xroad`` can execute (tools.agent_for)."""
     require_root("the agent runs as xroad")
-    pw = pwd.getpwnam("xroad")  # the sshd fixture made the accounts
-    if _runs_as(pw.pw_uid, pw.pw_gid, [str(AGENT_BIN), "--help"]):
-        yield AGENT_BIN
-        return
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
-    assert system and _runs_as(pw.pw_uid, pw.pw_gid, [system, "-c", ""]), (
-        f"xroad cannot run {AGENT_BIN}, and there is no system {version} it could run"
-    )
-    base = make_traversable_dir("syncagent-xroad-venv-")
-    try:
-        venv = base / "venv"
-        subprocess.run(
-            [system, "-m", "venv", "--without-pip", str(venv)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        (venv / "lib").chmod(0o755)
-        (site,) = (venv / "lib").glob("python3*/site-packages")
-        ours = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
-        (site / "checkout-venv.pth").write_text(
-            "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
-        )
-        agent = venv / "bin" / "syncagent"
-        agent.write_text(
-            f"#!{venv}/bin/python\nimport sys\nfrom syncagent.cli import main\nsys.exit(main())\n"
-        )
-        agent.chmod(0o755)
-        assert _runs_as(pw.pw_uid, pw.pw_gid, [str(agent), "--help"]), f"{agent} fails as xroad"
+    with agent_for("xroad") as agent:  # the sshd fixture made the accounts
         yield agent
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

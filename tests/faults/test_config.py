@@ -13,11 +13,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 import structlog
 from support.tools import run_syncagent
 
 from syncagent import cli
+from syncagent.demo.sample_tree import build_secondary_local
 from syncagent.errors import ExitCode
 from syncagent.settings import FIELDS, Field
 
@@ -92,12 +94,14 @@ def base_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name in list(os.environ):
         if name.startswith("SYNCAGENT_") or name == "XROAD_PRIMARY_DNS":
             monkeypatch.delenv(name)
-    key = tmp_path / "id_rsa"
-    key.write_text("only needs to exist\n")
+    private = asyncssh.generate_private_key("ssh-ed25519")
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(private.export_private_key())
     known = tmp_path / "known_hosts"
-    known.write_text("")
+    known.write_text("primary.example " + private.export_public_key().decode())
     target = tmp_path / "etc-xroad"
     target.mkdir()
+    build_secondary_local(target)
     env = {
         env_name("primary.host"): "primary.example",
         env_name("primary.identity_file"): str(key),

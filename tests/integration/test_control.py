@@ -36,6 +36,11 @@ def test_pause_resume_and_the_xlb_flag(tmp_path: Path) -> None:
     assert res.returncode == 1 and not flag.exists()
     assert f"still PAUSED by {xlb}" in res.stdout
     xlb.unlink()
+    assert _cli(tmp_path, "pause").returncode == 0
+    res = _cli(tmp_path, "resume")
+    assert res.returncode == 0 and "the daemon syncs now" not in res.stdout
+    assert res.stdout.endswith("; no daemon is running: syncing resumes when it starts\n")
+    assert _cli(tmp_path, "pause").returncode == 0
     res = _cli(tmp_path, "resume", "--json")
     assert res.returncode == 0 and json.loads(res.stdout) == {"paused_by": [], "result": "resumed"}
 
@@ -43,7 +48,9 @@ def test_pause_resume_and_the_xlb_flag(tmp_path: Path) -> None:
 def test_status_without_a_daemon_is_not_ready(tmp_path: Path) -> None:
     (tmp_path / "target").mkdir()
     res = _cli(tmp_path, "status")
-    assert res.returncode == 1 and res.stdout.startswith("NOT READY: no status in ")
+    assert res.returncode == 1
+    assert res.stdout.startswith("NOT READY: daemon not running: generation (none), ")
+    assert "connected" not in res.stdout and "None" not in res.stdout
     res = _cli(tmp_path, "status", "--json")
     assert res.returncode == 1 and json.loads(res.stdout)["ready"] is False
 
@@ -82,3 +89,18 @@ def test_accept_rollback_forgets_the_followed_head_and_asks_for_a_sync(tmp_path:
         "forgotten": None,
         "result": "accepted",
     }
+
+
+def test_control_commands_need_only_where_the_state_is(tmp_path: Path) -> None:
+    """On an IG-XLB host `syncagent pause` as systemd/README.md writes it: no primary settings
+    (those live in the config file the daemon reads), only the target."""
+    (tmp_path / "target").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCAGENT_", "XROAD_"))}
+    env.update(
+        SYNCAGENT_SYNC_TARGET=str(tmp_path / "target"),
+        SYNCAGENT_SYNC_DISABLE_FLAG=str(tmp_path / "xlb" / "sync-disabled"),
+    )
+    for command, code in (("pause", 0), ("status", 1), ("sync-now", 0), ("resume", 0)):
+        res = run_syncagent(command, env=env, timeout=60)
+        assert res.returncode == code, (command, res.stdout, res.stderr)
+        assert "primary.host" not in res.stdout + res.stderr

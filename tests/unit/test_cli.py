@@ -44,3 +44,14 @@ def test_command_specific_options_stay_with_their_command() -> None:
     assert parse("-c", "/x.toml", "check-config", "--markdown")["markdown"] is True
     with pytest.raises(SystemExit):
         parse("--markdown", "check-config")
+
+
+def test_a_commands_help_shows_its_own_options_first(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["once", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "usage: syncagent once [--verify] [--force] [OPTIONS]"
+    top = "\n".join(lines[:12])
+    assert "--verify" in top and "--force" in top and "--sync-interval" not in top
+    settings = next(i for i, line in enumerate(lines) if line.startswith("settings ("))
+    assert settings > next(i for i, line in enumerate(lines) if "--force" in line)

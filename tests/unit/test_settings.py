@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from support import REPO
 
 from syncagent import cli
-from syncagent.errors import Reason
-from syncagent.settings import FIELDS, load, reference_markdown
+from syncagent.errors import ExitCode, Reason
+from syncagent.settings import CONFIG_ENV, ENTRYPOINT_ENV, FIELDS, load, reference_markdown
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -109,8 +110,8 @@ def test_docs_document_every_key_and_exit_code() -> None:
     ]
     assert missing == []
     operating = (REPO / "docs" / "operating.md").read_text()
-    for code in range(5):
-        assert f"\n| {code} |" in operating
+    for code in ExitCode:
+        assert f"\n| {int(code)} |" in operating
 
 
 BEGIN = "<!-- BEGIN reference: the output of `syncagent check-config --markdown` -->\n"
@@ -152,3 +153,35 @@ def test_xroad_node_type_is_the_fallback_node_type() -> None:
     assert s is not None and s.sync.node_type == "slave"
     _, problems = load(None, env={"XROAD_NODE_TYPE": "standalone"}, overrides={"primary.host": "p"})
     assert any(p.path == "sync.node_type (env XROAD_NODE_TYPE)" for p in problems)
+
+
+def test_the_default_config_file_is_read_when_nothing_names_another(tmp_path: Path) -> None:
+    """/etc/syncagent/syncagent.toml, where the image and the unit keep it: an operator's
+    `syncagent pause` on the node finds the same state dir as the daemon."""
+    default = tmp_path / "syncagent.toml"
+    default.write_text('[sync]\ntarget = "/srv/xroad"\n')
+    settings, problems = load(None, env={}, needs_primary=False, default_config=default)
+    assert problems == [] and settings is not None
+    assert settings.sync.target == Path("/srv/xroad") and settings.config_file == default
+    assert settings.sources["sync.target"] == str(default)
+
+    other = tmp_path / "other.toml"
+    other.write_text('[sync]\ntarget = "/srv/other"\n')
+    named, _ = load(
+        None, env={"SYNCAGENT_CONFIG": str(other)}, default_config=default, needs_primary=False
+    )
+    assert named is not None and named.sync.target == Path("/srv/other")
+
+    absent, problems = load(None, env={}, needs_primary=False, default_config=tmp_path / "no")
+    assert problems == [] and absent is not None and absent.config_file is None
+
+
+def test_every_syncagent_name_the_image_sets_or_reads_is_known() -> None:
+    """Unknown SYNCAGENT_* names are a configuration error (a typo would keep the default
+    silently): the names the image's entrypoint, Dockerfile and units use must not be one."""
+    known = {f.env for f in FIELDS} | {CONFIG_ENV, *ENTRYPOINT_ENV}
+    used: set[str] = set()
+    for path in (*(REPO / "docker").rglob("*"), *(REPO / "systemd").rglob("*")):
+        if path.is_file() and path.suffix in ("", ".sh", ".conf", ".service", ".toml", ".yaml"):
+            used |= set(re.findall(r"\bSYNCAGENT_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+    assert used and used - known == set()

@@ -60,7 +60,10 @@ def test_node_is_primary(value: str) -> None:
 
 def test_node_ini_missing() -> None:
     assert check_node_is_secondary(NODE_INI, None) == Problem(
-        NODE_INI, "conf.d/node.ini missing: cannot confirm this node is a secondary"
+        NODE_INI,
+        "conf.d/node.ini missing: cannot confirm this node is a secondary; set "
+        'sync.node_type = "secondary" (or env XROAD_NODE_TYPE=secondary), or give this node '
+        "its conf.d/node.ini ([node] type = slave)",
     )
 
 

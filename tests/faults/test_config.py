@@ -37,6 +37,7 @@ BAD_ENV: dict[str, list[str]] = {
     "sync.target": ["etc/xroad", "/nonexistent/xroad"],
     "sync.state_dir": ["state", "./state"],
     "sync.profile": ["k8s", "Sidecar"],
+    "sync.release": ["9", "8.0", "latest"],
     "sync.exclude": ["/", "a,//"],
     "sync.include": ["//"],
     "sync.seed": ["globalconf", "/global*/", "/a,b"],

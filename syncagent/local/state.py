@@ -143,7 +143,11 @@ class StateDir:
                 "target's filesystem",
             )
 
-    def current(self) -> Manifest | None:
+    def current(self, move_damaged: bool = True) -> Manifest | None:
+        """The live generation's record. Unreadable (another owner, mode 0600: a command run
+        as root) is a SyncError like every other failure here, never a bare OSError that a
+        caller expecting SyncError lets through. ``move_damaged=False``: a reader that must
+        not change anything (a probe) leaves a damaged record where it is."""
         try:
             key = _identity(self.current_file)
             cached = _RECORDS.get(self.current_file)
@@ -152,7 +156,11 @@ class StateDir:
             manifest = Manifest.from_json(json.loads(self.current_file.read_bytes()))
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise os_error(e, f"cannot read {self.current_file}") from None
         except (ValueError, KeyError, TypeError) as e:
+            if not move_damaged:
+                raise SyncError(Reason.APPLY, f"{self.current_file} is damaged ({e})") from None
             # a damaged record only costs a full re-fetch; the live tree is still intact
             self.current_file.rename(self.current_file.with_suffix(".corrupt"))
             raise SyncError(

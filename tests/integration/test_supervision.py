@@ -129,6 +129,16 @@ async def test_readyz_names_only_the_generation_live_on_disk(
     agent: Agent = agent_factory(sync__interval=300).start()
     await agent.wait_ready()
     state = StateDir(target / ".syncagent")
+    state.pause_flag.touch()  # no sync of its own meanwhile (the schedule's phase is random)
+
+    async def idle() -> bool:
+        doc = await agent.status()
+        return bool(doc.get("paused")) and not doc.get("syncing")
+
+    deadline = time.monotonic() + 20
+    while not await idle():
+        assert time.monotonic() < deadline, "the daemon did not pause"
+        await asyncio.sleep(0.1)
     doc = json.loads(state.current_file.read_bytes())
     doc["generation"] = "0" * 64
     (state.path / "other.json").write_text(json.dumps(doc))

@@ -153,7 +153,7 @@ class DriftWatcher:
     def subtrees(self) -> tuple[Path, ...]:
         """The top-level directories watched recursively: every one the filter descends into.
 
-        Not the state dir: each applied sync adds a generation of hard links there, and a
+        Not the state dir: each applied sync adds a generation there, and a
         recursive watch would add (and keep bookkeeping for) a watch per new directory, growing
         with every sync. Nor node-local directories, whose events are never judged anyway.
         """

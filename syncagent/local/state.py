@@ -5,7 +5,8 @@
     <state_dir>/journal.json         present only while an apply is in flight
     <state_dir>/next.json            the record the journal's apply makes current
     <state_dir>/staging/             candidate tree being built
-    <state_dir>/generations/<id>/    hardlink copy of a generation (live + kept ones)
+    <state_dir>/generations/<id>/    immutable copy of a generation (live + kept ones):
+                                     links among generations, never to the live tree
     <state_dir>/generations/<id>.json  its record
     <state_dir>/trash/               pruned generations, deleted after the sync that pruned them
     <state_dir>/status.json          the daemon's last status (``syncagent status``)

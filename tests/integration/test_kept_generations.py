@@ -108,3 +108,29 @@ async def test_a_kept_generation_damaged_in_the_state_dir_is_refused_as_validati
     assert doc["problems"][0]["path"] == "conf.d/local.ini"
     assert managed(target, settings) == live
     assert not state.pause_flag.exists(), "a refused rollback unpauses"
+
+
+async def test_a_store_kept_before_copies_were_immutable_is_unshared(
+    sshd: Sshd, primary_tree: Path, target: Path
+) -> None:
+    """An upgraded agent finds kept files that are the live files' inodes: a new generation
+    copies such a file instead of linking it, and a rollback gives the store its own copy."""
+    settings = settings_for(sshd, primary_tree, target)
+    state = StateDir(settings.sync.state_dir)
+    first = await _sync(settings)
+    live_ini = target / "conf.d/local.ini"
+    kept_ini = state.generation_dir(first) / "conf.d/local.ini"
+    kept_ini.unlink()
+    os.link(live_ini, kept_ini)  # what the agent kept before this change
+
+    add_softtoken_key(primary_tree)
+    age(primary_tree)
+    second = await _sync(settings)
+    new_ini = state.generation_dir(second) / "conf.d/local.ini"
+    assert os.stat(new_ini).st_ino != os.stat(live_ini).st_ino
+
+    code, doc = _rollback(settings, first)
+    assert code == 0, doc
+    assert os.stat(kept_ini).st_ino != os.stat(live_ini).st_ino
+    _edit_in_place(target)
+    assert _kept_matches_manifest(state, first) and _kept_matches_manifest(state, second)

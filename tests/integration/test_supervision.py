@@ -107,6 +107,9 @@ async def test_a_record_it_cannot_read_is_retried_never_ready_and_recovered(
     await wait_for(lambda: len(_sync_events(agent)) > before, "a sync after SIGHUP", 10)
     doc = await agent.status()
     assert doc["ready"] is False and doc["consecutive_failures"] >= 4
+    res = agent.cli("status")  # status.json, as the daemon last wrote it
+    assert res.returncode == 1 and res.stdout.startswith("NOT READY"), res
+    assert "cannot read" in res.stdout or "Permission denied" in res.stdout, res
 
     # fixed by hand: the daemon recovers by itself, and follows the primary again
     os.chown(state.current_file, 0, 0)
@@ -114,6 +117,8 @@ async def test_a_record_it_cannot_read_is_retried_never_ready_and_recovered(
     status, body = await agent.get("/readyz")
     now = json.loads(state.current_file.read_bytes())["generation"]
     assert f"generation {now} is live" in body and now == live
+    await wait_for(lambda: agent.cli("status").returncode == 0, "syncagent status: ready", 20)
+    assert agent.cli("status").stdout.startswith(f"ready: generation {live}")
     add_softtoken_key(primary_tree)
     await wait_for(lambda: _same_keys(primary_tree, target), "a primary edit to land", 20)
     assert not (target / "conf.d/local.ini").read_text().endswith("# by hand\n")

@@ -30,7 +30,7 @@ from syncagent.local.manifest import (
     new_records,
 )
 from syncagent.local.plan import diff, trusted_live
-from syncagent.local.stage import Ownership, build_candidate, fsync_tree, link_live_files
+from syncagent.local.stage import Ownership, build_candidate, fsync_tree, own_inodes
 from syncagent.local.state import StateDir, open_state
 from syncagent.local.validate import (
     check_local_node,
@@ -189,12 +189,15 @@ async def _sync(
                 await _keep_verification(state, share, result)
                 await source.applied(state, manifest.generation)
             return
+        # unchanged files come from the live generation's kept copy, never from the live tree:
+        # a kept generation must not share an inode with a file someone may edit in place
+        kept = state.generation_dir(current.generation) if current is not None else None
         await asyncio.to_thread(
-            build_candidate, farm, target, snap.listing, snap.known, snap.fetched
+            build_candidate, farm, target, snap.listing, snap.known, snap.fetched, kept
         )
         placed = set(ch.place)
-        await asyncio.to_thread(link_live_files, records, live, placed, snap.fetched, target, farm)
         records = live_identity_records(records, live, placed)
+        records = await asyncio.to_thread(own_inodes, farm, records, placed)
         manifest = Manifest(generation_id(records), snap.listed_at, records)
         result.candidate = manifest.generation
         await _validate(sync, farm, records, snap.fetched, result)

@@ -45,13 +45,15 @@ async def watch(
     recursive: bool = False,
     debounce_ms: int = 400,
     step_ms: int = STEP_MS,
+    on_error: Callable[[Exception], object] | None = None,
 ) -> None:
     """Call ``on_change`` with each batch of events until ``stop`` is set.
 
     What to watch is re-resolved after every batch and every tick (TICK_MS): when the answer
     changes, or a watched directory itself was deleted (made again at the same path, even with
     the same inode number, it is another directory: the old watch would go on watching the
-    deleted one), the watch starts over.
+    deleted one), the watch starts over. ``on_error``: told of each exception ``on_change``
+    raised (the daemon's supervisor counts it); the watch goes on either way.
     """
     while not stop.is_set():
         paths = targets()
@@ -72,7 +74,7 @@ async def watch(
                 ignore_permission_denied=True,
             ):
                 if changes:
-                    _deliver(name, on_change, changes)
+                    _deliver(name, on_change, changes, on_error)
                 gone = any(kind is Change.deleted and p in roots for kind, p in changes)
                 if gone or targets() != paths:
                     break
@@ -81,9 +83,18 @@ async def watch(
             await sleep_or_stop(stop, RETRY)
 
 
-def _deliver(name: str, on_change: Callable[[Changes], object], changes: Changes) -> None:
-    """A bug in one callback must not end the watch (drift repair would silently stop)."""
+def _deliver(
+    name: str,
+    on_change: Callable[[Changes], object],
+    changes: Changes,
+    on_error: Callable[[Exception], object] | None = None,
+) -> None:
+    """A bug in one callback must not end the watch (drift repair would silently stop), nor
+    go uncounted: ``on_error`` (the supervisor) logs and counts it, else it is logged here."""
     try:
         on_change(changes)
-    except Exception:
-        log.exception("watch_callback_failed", watch=name)
+    except Exception as e:
+        if on_error is None:
+            log.exception("watch_callback_failed", watch=name)
+        else:
+            on_error(e)

@@ -203,7 +203,9 @@ class RollbackResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.error is None else ExitCode.FAILED
+        """The documented code of its reason: a kept copy that fails its manifest is
+        ``validation``, exit 3, as the README's table says; not a blanket 1."""
+        return ExitCode.OK if self.error is None else exit_code_for(self.error.reason)
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:

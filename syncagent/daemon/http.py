@@ -1,11 +1,13 @@
 """The one HTTP port: /healthz /readyz /metrics /status, all read-only.
 
 Liveness and readiness answer different questions on purpose. /healthz fails only when the
-agent itself is wedged (scheduler stopped, a sync past its timeout), never because the primary
-is down: restarting a secondary does not bring a primary back. /readyz fails before the first
-validated configuration, when the live tree is mid-apply, when ``sync.max_staleness`` is
-exceeded, or when the optional upstream (X-Road's own health check) fails, so one probe covers
-both. Bodies list every check, one line each, so ``kubectl describe`` shows why.
+agent itself is wedged (scheduler stopped, a sync past its timeout, a task the supervisor cannot
+keep alive), never because the primary is down: restarting a secondary does not bring a primary
+back. Readiness reads what is live from the state dir as it answers (status.read_live).
+/readyz fails before the first validated configuration, when the live tree is mid-apply,
+when that record cannot be read, when ``sync.max_staleness`` is exceeded, or when the optional
+upstream (X-Road's own health check) fails, so one probe covers both. Bodies list every
+check, one line each, so ``kubectl describe`` shows why.
 
 Every method but GET and HEAD answers 405: nothing on the network can change state.
 """

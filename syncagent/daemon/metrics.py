@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from syncagent import __version__
 from syncagent.daemon.status import DaemonState
+from syncagent.daemon.supervise import TASKS
 from syncagent.errors import Reason
 from syncagent.local.verify import SIDES
 from syncagent.report import Outcome, SyncResult
@@ -77,6 +78,14 @@ class Metrics:
             ["side"],
             registry=r,
         )
+        self.task_restarts_total = Counter(
+            "syncagent_task_restarts",
+            "Unexpected failures of the daemon's own tasks, each followed by a restart.",
+            ["task"],
+            registry=r,
+        )
+        for task in TASKS:
+            self.task_restarts_total.labels(task)
         for outcome in Outcome:
             self.sync_total.labels(str(outcome))
         for reason in Reason:
@@ -104,6 +113,10 @@ class Metrics:
             ):
                 self.files_changed_total.labels(op).inc(len(paths))
 
+    def observe_task_failure(self, task: str, reason: str) -> None:
+        """``reason`` is in the log line; the counter's one label keeps the series few."""
+        self.task_restarts_total.labels(task).inc()
+
     def observe_drift(self, events: int = 1) -> None:
         self.drift_total.inc(events)
 
@@ -123,6 +136,7 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.state
+        live = s.live()  # read from disk once per scrape: the info and ready gauges agree
         yield _gauge(
             "syncagent_last_success_timestamp_seconds",
             "Unix time of the last successful sync (0: never).",
@@ -148,12 +162,12 @@ class _StateCollector(Collector):
             "The live configuration generation (one series; 'none' before the first).",
             labels=["generation"],
         )
-        info.add_metric([s.generation or NO_GENERATION], 1)
+        info.add_metric([live.generation or NO_GENERATION], 1)
         yield info
         yield _gauge(
             "syncagent_ready",
             "1 when a validated generation is live and not stale.",
-            s.ready(time.time(), self.max_staleness()),
+            s.ready(time.time(), self.max_staleness(), live),
         )
         yield _gauge("syncagent_paused", "1 while a pause flag file exists.", s.paused)
         yield _gauge(

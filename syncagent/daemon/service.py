@@ -11,6 +11,11 @@ when a sync runs and folds its result into the one ``DaemonState`` everything el
   replicas started together do not stay in step.
 - A heartbeat job proves the scheduler fires (/healthz, sd_notify WATCHDOG=1) and re-checks the
   control files in case a watch was lost.
+- Every task, scheduler job and callback runs under the supervisor (supervise.py): nothing that
+  raises dies unnoticed, and what cannot be kept alive fails /healthz by name.
+- The probes and the status file read what is live from the state dir when they answer
+  (status.read_live), not the generation this process last applied: another process may have
+  replaced the record, or made it unreadable to us.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from syncagent.daemon.keeper import ConnectionKeeper, backoff_delay
 from syncagent.daemon.metrics import Metrics
 from syncagent.daemon.reload import Reloader, applied_elsewhere, changed_paths
 from syncagent.daemon.sdnotify import Notifier
-from syncagent.daemon.status import SUCCESS, DaemonState, write_status
+from syncagent.daemon.status import SUCCESS, DaemonState, read_live, write_status
+from syncagent.daemon.supervise import Supervisor, TaskHealth
 from syncagent.errors import ExitCode, Reason, SyncError, exit_code_for
 from syncagent.local import apply as applying
 from syncagent.local.drift import DriftWatcher
@@ -73,8 +79,13 @@ class Daemon:
         self.sync_settings = sync = settings.sync
         self.state = DaemonState()
         self.store = StateDir(sync.state_dir)
+        self.state.disk = lambda: read_live(self.store)
+        self.health = TaskHealth()
+        self.state.task_checks = lambda mono: [self.health.check(mono)]
         self.control_files = ControlFiles(self.store, sync.disable_flag)
         self.metrics = Metrics(self.state, settings.reload.rules, sync.max_staleness)
+        self._stop = asyncio.Event()
+        self.supervisor = Supervisor(self.health, self._stop, self.metrics.observe_task_failure)
         self.rng = rng or random.Random()
         self.notifier = notifier or Notifier()
         self.keeper = ConnectionKeeper(
@@ -91,14 +102,16 @@ class Daemon:
             sync.target,
             sync.path_filter(),
             self.store,
-            self._on_drift,
+            self.supervisor.callback("drift", self._on_drift),
             busy=lambda: self.state.syncing_since is not None,
+            on_error=lambda e: self.supervisor.failed("drift", e),
         )
-        self.control = ControlWatcher(self.control_files, self._on_control)
+        self.control = ControlWatcher(
+            self.control_files, self.supervisor.callback("control", self._on_control)
+        )
         self.scheduler: AsyncIOScheduler | None = None
         self.http_port: int | None = None
         self.first_sync_done = asyncio.Event()
-        self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reasons: list[str] = []
         self._last_drift_sync = -DRIFT_MIN_GAP
@@ -106,6 +119,8 @@ class Daemon:
         self._announced = False
         self._current_sig: tuple[int, int, int] | None = None
         self._status_warned = False
+        self._status_said: tuple[object, ...] | None = None  # readiness the status file holds
+        self._record_warned = False
         self._version_note_logged = False
         self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
         self._head_stat: HeadStat | None = None  # what the last poll saw of the HEAD file
@@ -216,14 +231,20 @@ class Daemon:
             await self._wait_wake(delay)
 
     async def _worker(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                self.keeper.wait_first_attempt(), self.settings.primary.connect_timeout + 2
-            )
-        await self._first_sync()
-        if self._stop.is_set():
-            return
-        self._schedule_syncs()
+        """Restartable: the supervisor runs it again after a failure, which resumes where the
+        daemon stands (first sync or not, schedule there or not) with one sync at once."""
+        if not self.first_sync_done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.keeper.wait_first_attempt(), self.settings.primary.connect_timeout + 2
+                )
+            await self._first_sync()
+            if self._stop.is_set():
+                return
+        if self.scheduler is not None and self.scheduler.get_job("sync") is None:
+            self._schedule_syncs()
+        else:
+            self.trigger("restarted")  # what failed is tried again now, not at the next tick
         while not self._stop.is_set():
             await self._wake.wait()
             if self._stop.is_set():
@@ -252,7 +273,7 @@ class Daemon:
             interval = min(interval, self.notifier.watchdog_interval)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_job(
-            self._heartbeat,
+            self.supervisor.job("heartbeat", self._heartbeat),
             IntervalTrigger(seconds=interval, timezone=UTC),
             id="heartbeat",
             coalesce=True,
@@ -268,7 +289,7 @@ class Daemon:
         jitter = interval * self.sync_settings.jitter
         first = datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0, interval))
         self.scheduler.add_job(
-            self._scheduled,
+            self.supervisor.job("schedule", self._scheduled),
             IntervalTrigger(seconds=interval, jitter=jitter or None, timezone=UTC),
             id="sync",
             coalesce=True,
@@ -277,7 +298,7 @@ class Daemon:
             next_run_time=first,
         )
         self.scheduler.add_job(
-            self._poll_head,
+            self.supervisor.job("poll", self._poll_head),
             IntervalTrigger(seconds=self.sync_settings.poll, timezone=UTC),
             id="poll",
             coalesce=True,
@@ -325,10 +346,13 @@ class Daemon:
 
     async def _heartbeat(self) -> None:
         self.state.heartbeat = time.monotonic()
-        self._on_control()
-        self._refresh_restarts()
-        if self.notifier.watchdog_interval and self.healthy():
-            self.notifier.watchdog()
+        try:
+            self._on_control()
+            self._refresh_restarts()
+            self._write_status(only_if_changed=True)  # what is live may change under us
+        finally:  # a failure above is the supervisor's to count; the watchdog still hears
+            if self.notifier.watchdog_interval and self.healthy():
+                self.notifier.watchdog()
 
     def healthy(self) -> bool:
         checks = self.state.liveness(
@@ -370,8 +394,15 @@ class Daemon:
             return  # unchanged: parsing a 10k-file record every heartbeat would cost idle CPU
         try:
             current = self.store.current()
-        except SyncError:
+        except SyncError as e:
+            if not self._record_warned:  # once, not every heartbeat; the probes say it too
+                log.warning("current_record_unreadable", reason=str(e.reason), error=e.message)
+                self._record_warned = True
+            self._write_status(only_if_changed=True)
             return
+        if self._record_warned:
+            log.info("current_record_readable", generation=current.generation if current else None)
+            self._record_warned = False
         self._current_sig = sig
         gen = current.generation if current else None
         pending = self.store.journal.exists()
@@ -457,9 +488,15 @@ class Daemon:
 
     # ---- status ----------------------------------------------------------------------------
 
-    def _write_status(self) -> None:
+    def _write_status(self, only_if_changed: bool = False) -> None:
+        """``only_if_changed``: the heartbeat's call, which writes only when readiness or the
+        live generation differ from what the file says (an idle daemon does not fsync)."""
         doc = self.state.to_json(time.time(), self.sync_settings.max_staleness)
         doc["http_port"] = self.http_port
+        said = (doc["ready"], doc["generation"])
+        if only_if_changed and said == self._status_said:
+            return
+        self._status_said = said
         try:
             write_status(self.store.status_file, doc)
         except OSError as e:
@@ -499,7 +536,7 @@ class Daemon:
 
     async def run_until(self, stop: asyncio.Event) -> int:
         """Run until ``stop`` is set; returns the process exit code."""
-        self._stop = stop
+        self._stop = self.supervisor.stop = stop
         try:
             await self._restore()
         except SyncError as e:
@@ -524,27 +561,31 @@ class Daemon:
             log.error("cannot_listen", listen=listen, error=str(e))
             return int(http_server.bind_failure(e))
         self.control_files.write_pid()
+        loop = asyncio.get_running_loop()
+        previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self.supervisor.loop_error)
         self._start_scheduler()
         log.info("serving", listen=listen, port=self.http_port)
         self._write_status()
-        worker = asyncio.create_task(self._worker(), name="sync-worker")
+        sup = self.supervisor
+        worker = sup.spawn("sync-worker", self._worker)
+        server = _HttpServer(probe, listen, runner, self.http_port)
         others = [
-            asyncio.create_task(coro, name=name)
-            for name, coro in (
-                ("keeper", self.keeper.run(stop)),
-                ("control", self.control.run(stop)),
-                ("drift", self.drift.run(stop)),
-                ("credentials", self.keeper.watch_credentials(stop)),
-            )
+            sup.spawn("keeper", lambda: self.keeper.run(stop)),
+            sup.spawn("control", lambda: self.control.run(stop)),
+            sup.spawn("drift", lambda: self.drift.run(stop)),
+            sup.spawn("credentials", lambda: self.keeper.watch_credentials(stop)),
+            sup.spawn("http", lambda: server.hold(stop)),
         ]
         try:
             await stop.wait()
         finally:
-            await self._shutdown(worker, others, runner)
+            await self._shutdown(worker, others, server)
+            loop.set_exception_handler(previous_handler)
         return int(ExitCode.OK)
 
     async def _shutdown(
-        self, worker: asyncio.Task[None], others: list[asyncio.Task[None]], runner: Any
+        self, worker: asyncio.Task[None], others: list[asyncio.Task[None]], server: _HttpServer
     ) -> None:
         self.notifier.stopping()
         log.info("stopping", syncing=self.state.syncing_since is not None)
@@ -563,11 +604,36 @@ class Daemon:
         await asyncio.gather(worker, *others, return_exceptions=True)
         await self.reloader.close()
         await self.keeper.close()
-        await runner.cleanup()
+        await server.close()
         self.state.syncing_since = None
         self._write_status()
         self.control_files.remove_pid()
         log.info("stopped")
+
+
+class _HttpServer:
+    """The HTTP endpoints as a supervised task: bound once at start (a bind failure there is an
+    exit code), held until stop, and bound again on the same port if it was lost."""
+
+    def __init__(self, probe: http_server.Probe, listen: str, runner: Any, port: int) -> None:
+        self.probe = probe
+        host, _ = http_server.parse_listen(listen)
+        self.listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.runner: Any = runner
+
+    async def hold(self, stop: asyncio.Event) -> None:
+        if self.runner is None:
+            self.runner, _ = await http_server.start(self.probe, self.listen)
+        try:
+            await stop.wait()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _log_result(result: SyncResult, why: str, failures: int) -> None:

@@ -4,6 +4,12 @@
 ``DaemonState``: nothing keeps its own copy that could disagree with another. The status file is
 how ``syncagent status`` works without network access (supervisord, kubectl exec).
 
+What is live is never remembered: it is read from the state dir (the current record and the
+journal, ``read_live``) each time a probe answers or the status is written. The daemon's own
+idea of its generation can go stale (a rollback or ``syncagent once`` run by someone else, a
+record it can no longer read); a probe that answered from it would say ready for a generation
+that is not live.
+
 "ready" here (and in ``syncagent_ready``) is the agent's own readiness; only /readyz also asks
 the optional upstream health URL, because a status file or a scrape should not make requests.
 """
@@ -13,10 +19,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from syncagent.errors import SyncError
 from syncagent.local.state import StateDir, atomic_write
 from syncagent.local.verify import SIDES
 from syncagent.report import Outcome, SyncResult, VersionCheck
@@ -38,6 +46,26 @@ class Check:
 
     def line(self) -> str:
         return f"{self.name}: {'ok' if self.ok else 'FAIL'} {self.detail}".rstrip()
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the state dir says is live, read when asked."""
+
+    generation: str | None
+    journal_pending: bool
+    error: str | None = None  # the current record could not be read: nothing is known live
+
+
+def read_live(store: StateDir) -> Live:
+    """Read-only: a probe moves nothing aside (a damaged record is the next sync's business).
+    Costs a stat while the record is unchanged (StateDir caches it by identity)."""
+    pending = store.journal.exists()
+    try:
+        current = store.current(move_damaged=False)
+    except SyncError as e:
+        return Live(None, pending, e.message)
+    return Live(current.generation if current else None, pending)
 
 
 @dataclass
@@ -62,6 +90,18 @@ class DaemonState:
     restarts: PendingRestarts = field(default_factory=PendingRestarts)
     following_head: bool = False  # the last successful sync followed the primary's HEAD
     walk_fallbacks: int = 0  # syncs that walked where a HEAD had been followed
+    # where what is live is read from (the daemon: ``read_live`` of its state dir); without
+    # one (unit tests, the metrics reference), the fields above stand in for the disk
+    disk: Callable[[], Live] | None = field(default=None, repr=False, compare=False)
+    # more liveness checks (the daemon: its supervised tasks), evaluated when asked
+    task_checks: Callable[[float], list[Check]] = field(
+        default=lambda _: [], repr=False, compare=False
+    )
+
+    def live(self) -> Live:
+        if self.disk is not None:
+            return self.disk()
+        return Live(self.generation, self.journal_pending)
 
     @property
     def paused(self) -> bool:
@@ -94,10 +134,14 @@ class DaemonState:
         if result.verified_pass_at is not None:
             self.last_verified = result.verified_pass_at
 
-    def readiness(self, now: float, max_staleness: float | None) -> list[Check]:
-        """The agent's own readiness; /readyz adds the upstream check."""
-        checks = [self._generation_check()]
-        if self.journal_pending and self.syncing_since is None:
+    def readiness(
+        self, now: float, max_staleness: float | None, live: Live | None = None
+    ) -> list[Check]:
+        """The agent's own readiness, from what is live on disk (``live``: read already);
+        /readyz adds the upstream check."""
+        live = self.live() if live is None else live
+        checks = [self._generation_check(live)]
+        if live.journal_pending and self.syncing_since is None:
             checks.append(
                 Check("journal", False, "an apply was interrupted; the next sync finishes it")
             )
@@ -105,9 +149,11 @@ class DaemonState:
             checks.append(self._staleness_check(now, max_staleness))
         return checks
 
-    def _generation_check(self) -> Check:
-        if self.generation:
-            return Check("config", True, f"generation {self.generation} is live")
+    def _generation_check(self, live: Live) -> Check:
+        if live.error is not None:
+            return Check("config", False, f"cannot tell what is live: {live.error}")
+        if live.generation:
+            return Check("config", True, f"generation {live.generation} is live")
         why = "no validated configuration applied yet"
         if self.last_result is not None and self.last_result.error is not None:
             err = self.last_result.error
@@ -121,8 +167,8 @@ class DaemonState:
         ok = age <= max_staleness
         return Check("staleness", ok, f"last success {age:.0f}s ago (max {max_staleness:g}s)")
 
-    def ready(self, now: float, max_staleness: float | None) -> bool:
-        return all(c.ok for c in self.readiness(now, max_staleness))
+    def ready(self, now: float, max_staleness: float | None, live: Live | None = None) -> bool:
+        return all(c.ok for c in self.readiness(now, max_staleness, live))
 
     def liveness(self, mono: float, sync_timeout: float, running: bool) -> list[Check]:
         """Never about the primary: a dead primary must not get secondaries restarted."""
@@ -140,19 +186,21 @@ class DaemonState:
             took = mono - self.syncing_since
             limit = sync_timeout + SYNC_GRACE
             checks.append(Check("sync", took <= limit, f"running {took:.1f}s (limit {limit:g}s)"))
-        return checks
+        return checks + self.task_checks(mono)
 
     def to_json(self, now: float, max_staleness: float | None) -> dict[str, Any]:
         r = self.last_result
+        live = self.live()
+        checks = self.readiness(now, max_staleness, live)
         doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "pid": os.getpid(),
             "updated_at": now,
             "started_at": self.started_at,
-            "ready": self.ready(now, max_staleness),
-            "checks": [c.line() for c in self.readiness(now, max_staleness)],
+            "ready": all(c.ok for c in checks),
+            "checks": [c.line() for c in checks],
             "max_staleness": max_staleness,
-            "generation": self.generation,
+            "generation": live.generation,
             "last_attempt": self.last_attempt,
             "last_success": self.last_success,
             "last_result": str(r.outcome) if r else None,

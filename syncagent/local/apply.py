@@ -1,7 +1,9 @@
 """Journaled apply: turn the live tree into a stored generation, crash-safely.
 
 Directories are never replaced (X-Road's signer watches ``signer/`` by inode); files are
-rename(2)d into them from the generation store, then hardlinked back so the store keeps a copy.
+rename(2)d into them from the generation store, which keeps a copy made just before (a new
+inode: a hardlink shared with the live tree would let an in-place edit of the live file change
+the kept generation a rollback restores).
 The full operation list is written and fsynced before the first rename, and every operation is
 idempotent, so after a crash ``recover`` rolls forward to exactly the new generation.
 """
@@ -25,9 +27,10 @@ import structlog
 
 from syncagent import testhooks
 from syncagent.errors import Reason, SyncError, os_error
+from syncagent.local.livetree import sha256_file
 from syncagent.local.manifest import Manifest
 from syncagent.local.plan import Changes
-from syncagent.local.stage import Ownership
+from syncagent.local.stage import Ownership, copy_file, fsync_tree
 from syncagent.local.state import StateDir, atomic_write, fsync_dir, locked
 
 log = structlog.get_logger("syncagent.local.apply")
@@ -185,6 +188,8 @@ def _run(
         for d in sorted(touched):
             if d.is_dir():
                 fsync_dir(d)
+        if source.is_dir():
+            fsync_tree(source)  # the kept copies, durable before the journal goes
         _make_current(state, journal, manifest)
         state.journal.unlink()
         fsync_dir(state.path)
@@ -220,14 +225,6 @@ def _is_real_dir(p: Path) -> bool:
         return False
 
 
-def _same_inode(a: Path, b: Path) -> bool:
-    try:
-        sa, sb = os.lstat(a), os.lstat(b)
-    except FileNotFoundError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
 def _clear(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:
     if _is_real_dir(dst):
         shutil.rmtree(dst)
@@ -253,22 +250,68 @@ class _NoSpaceForCopy(Exception):
         self.error = error
 
 
+def _kept_copy(src: Path) -> Path:
+    """Where the store's copy of a file is made before the file itself goes live."""
+    return src.with_name(f".{src.name}.kept")
+
+
+def _placed(src: Path, dst: Path) -> bool:
+    """Whether this place already ran: the live file is the store's former file and the store
+    holds its copy (same bytes, mode, size and mtime; the bytes compared only when the rest
+    agrees, so only a repeated op pays for it), or (a journal written before kept copies)
+    the two are one inode."""
+    try:
+        ss, sd = os.lstat(src), os.lstat(dst)
+    except FileNotFoundError:
+        return False
+    if (ss.st_dev, ss.st_ino) == (sd.st_dev, sd.st_ino):
+        return True
+    if not (stat.S_ISREG(ss.st_mode) and stat.S_ISREG(sd.st_mode)):
+        return False
+    if (ss.st_mode, ss.st_size, ss.st_mtime_ns) != (sd.st_mode, sd.st_size, sd.st_mtime_ns):
+        return False
+    return sha256_file(src) == sha256_file(dst)
+
+
 def _place(dst: Path, src: Path, _op: Op, _j: Journal) -> None:
-    if _lexists(src) and not _same_inode(src, dst):
+    """Copy the stored file aside, rename it into place, put the copy where it was: the live
+    file is the generation's file (its inode is in the record), the store keeps its own."""
+    copy = _kept_copy(src)
+    no_space: OSError | None = None
+    if _lexists(src) and not _placed(src, dst):
+        if stat.S_ISREG(os.lstat(src).st_mode):
+            no_space = _copy_aside(src, copy)
         if _is_real_dir(dst):
             shutil.rmtree(dst)
         os.rename(src, dst)
     if not _lexists(src):
-        try:
-            os.link(dst, src, follow_symlinks=False)
-        except OSError as e:
-            # A link can need space (an inode on tmpfs, a directory block elsewhere). Stopping
-            # here would leave two generations mixed in the live tree for as long as the disk
-            # stays full; the renames need no space, so they go on and the journal keeps the
-            # apply open until this copy is made.
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise _NoSpaceForCopy(e) from None
+        if _lexists(copy):
+            os.rename(copy, src)
+        elif stat.S_ISREG(os.lstat(dst).st_mode):
+            # the copy could not be made before (full disk): made now, from the live file
+            no_space = _copy_aside(dst, copy)
+            if no_space is None:
+                os.rename(copy, src)
+        else:
+            os.link(dst, src, follow_symlinks=False)  # a symlink is never edited in place
+    if no_space is not None:
+        # A copy needs space. Stopping here would leave two generations mixed in the live
+        # tree for as long as the disk stays full; the renames need none, so they go on and
+        # the journal keeps the apply open until this copy is made.
+        raise _NoSpaceForCopy(no_space)
+
+
+def _copy_aside(src: Path, copy: Path) -> OSError | None:
+    """A fresh copy of ``src`` at ``copy``; a full disk is returned, not raised."""
+    copy.unlink(missing_ok=True)  # a partial one a crash left
+    try:
+        copy_file(src, copy)
+    except OSError as e:
+        copy.unlink(missing_ok=True)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return e
+    return None
 
 
 def _remove(dst: Path, _src: Path, _op: Op, _j: Journal) -> None:

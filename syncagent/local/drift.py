@@ -92,12 +92,15 @@ class DriftWatcher:
         store: StateDir,
         on_drift: Callable[[list[str]], None],
         busy: Callable[[], bool],
+        on_error: Callable[[Exception], object] | None = None,
     ) -> None:
+        """``on_error``: told of what judging events raised (the daemon's supervisor)."""
         self.target = target
         self.pf = pf
         self.store = store
         self.on_drift = on_drift
         self.busy = busy
+        self.on_error = on_error
         self._pending: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -133,8 +136,14 @@ class DriftWatcher:
             self._timer = asyncio.get_running_loop().call_later(RECHECK, self._recheck)
 
     def _recheck(self) -> None:
+        """A timer callback: what it raises would reach only the loop's handler."""
         self._timer = None
-        self.evaluate()
+        try:
+            self.evaluate()
+        except Exception as e:
+            if self.on_error is None:
+                raise
+            self.on_error(e)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -144,7 +153,7 @@ class DriftWatcher:
     def subtrees(self) -> tuple[Path, ...]:
         """The top-level directories watched recursively: every one the filter descends into.
 
-        Not the state dir: each applied sync adds a generation of hard links there, and a
+        Not the state dir: each applied sync adds a generation there, and a
         recursive watch would add (and keep bookkeeping for) a watch per new directory, growing
         with every sync. Nor node-local directories, whose events are never judged anyway.
         """
@@ -170,7 +179,9 @@ class DriftWatcher:
 
         try:
             await asyncio.gather(
-                fswatch.watch("drift", root, self.handle, stop, step_ms=DRIFT_STEP_MS),
+                fswatch.watch(
+                    "drift", root, self.handle, stop, step_ms=DRIFT_STEP_MS, on_error=self.on_error
+                ),
                 fswatch.watch(
                     "drift-subtrees",
                     self.subtrees,
@@ -178,6 +189,7 @@ class DriftWatcher:
                     stop,
                     recursive=True,
                     step_ms=DRIFT_STEP_MS,
+                    on_error=self.on_error,
                 ),
             )
         finally:

@@ -1,9 +1,10 @@
 """Re-apply a kept generation through the same journaled apply a sync uses.
 
-A rollback is only as good as the copy it restores, so every kept file is hashed against the
-generation's manifest first and any difference refuses the rollback (a hardlinked copy can be
-changed through the live tree's link by a careless edit). The live tree is diffed exactly as a
-sync diffs it, so directories keep their inodes and keyconf.xml lands last.
+A rollback is only as good as the copy it restores. Kept copies share no inode with the live
+tree (stage.py, apply.py), so an edit of a live file cannot reach them; every kept file is still
+hashed against the generation's manifest first, and a copy damaged in the state dir itself is
+refused as ``validation`` (exit 3). The live tree is diffed exactly as a sync diffs it, so
+directories keep their inodes and keyconf.xml lands last.
 
 The caller pauses syncing before calling: otherwise the daemon's next sync would put the
 primary's (presumably broken) configuration straight back. Like a sync, a rollback never raises
@@ -20,10 +21,10 @@ import structlog
 
 from syncagent.errors import Problem, Reason, SyncError, os_error
 from syncagent.local import apply as applying
-from syncagent.local.livetree import scan, sha256_file
+from syncagent.local.livetree import LiveTree, scan, sha256_file
 from syncagent.local.manifest import Manifest, Record, live_identity_records
 from syncagent.local.plan import diff, trusted_live
-from syncagent.local.stage import Ownership, link_live_files
+from syncagent.local.stage import Ownership, copy_file, own_inodes
 from syncagent.local.state import StateDir, open_state
 from syncagent.local.validate import check_local_node
 from syncagent.report import RollbackResult
@@ -82,6 +83,21 @@ def verify(state: StateDir, gen: str) -> Manifest:
     return manifest
 
 
+def _unshare(gen_dir: Path, records: dict[str, Record], live: LiveTree, placed: set[str]) -> None:
+    """A copy kept before copies were immutable may still be the live file's inode: give the
+    store its own copy before the live file is trusted to stay as it is."""
+    for path, rec in records.items():
+        lv = live.entries.get(path)
+        if rec.kind is not Kind.FILE or path in placed or lv is None:
+            continue
+        kept = gen_dir / path
+        if os.lstat(kept).st_ino == lv.ino:
+            fresh = kept.with_name(f".{kept.name}.unshared")
+            fresh.unlink(missing_ok=True)
+            copy_file(kept, fresh)
+            os.replace(fresh, kept)
+
+
 def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) -> RollbackResult:
     """Blocking part, run in a thread under the sync lock."""
     sync = settings.sync
@@ -90,8 +106,9 @@ def _apply(settings: Settings, state: StateDir, gen: str, live_gen: str | None) 
     ch = diff(kept.records, live, trusted_live(live.entries, state.current()), sync.commit_last)
     gen_dir = state.generation_dir(gen)
     placed = set(ch.place)
-    link_live_files(kept.records, live, placed, set(kept.records), sync.target, gen_dir)
-    manifest = Manifest(gen, kept.listed_at, live_identity_records(kept.records, live, placed))
+    _unshare(gen_dir, kept.records, live, placed)
+    records = own_inodes(gen_dir, live_identity_records(kept.records, live, placed), placed)
+    manifest = Manifest(gen, kept.listed_at, records)
     if ch.empty():
         state.write_current(manifest)
     else:

@@ -5,7 +5,8 @@
     <state_dir>/journal.json         present only while an apply is in flight
     <state_dir>/next.json            the record the journal's apply makes current
     <state_dir>/staging/             candidate tree being built
-    <state_dir>/generations/<id>/    hardlink copy of a generation (live + kept ones)
+    <state_dir>/generations/<id>/    immutable copy of a generation (live + kept ones):
+                                     links among generations, never to the live tree
     <state_dir>/generations/<id>.json  its record
     <state_dir>/trash/               pruned generations, deleted after the sync that pruned them
     <state_dir>/status.json          the daemon's last status (``syncagent status``)
@@ -166,7 +167,11 @@ class StateDir:
                 "target's filesystem",
             )
 
-    def current(self) -> Manifest | None:
+    def current(self, move_damaged: bool = True) -> Manifest | None:
+        """The live generation's record. Unreadable (another owner, mode 0600: a command run
+        as root) is a SyncError like every other failure here, never a bare OSError that a
+        caller expecting SyncError lets through. ``move_damaged=False``: a reader that must
+        not change anything (a probe) leaves a damaged record where it is."""
         try:
             key = _identity(self.current_file)
             cached = _RECORDS.get(self.current_file)
@@ -175,7 +180,11 @@ class StateDir:
             manifest = Manifest.from_json(json.loads(self.current_file.read_bytes()))
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise os_error(e, f"cannot read {self.current_file}") from None
         except (ValueError, KeyError, TypeError) as e:
+            if not move_damaged:
+                raise SyncError(Reason.APPLY, f"{self.current_file} is damaged ({e})") from None
             # a damaged record only costs a full re-fetch; the live tree is still intact
             self.current_file.rename(self.current_file.with_suffix(".corrupt"))
             raise SyncError(

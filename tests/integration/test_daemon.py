@@ -392,7 +392,7 @@ async def test_rollback_refuses_a_tampered_or_unknown_generation(
 
     kept = StateDir(settings.sync.state_dir).generation_dir(first.generation or "")
     (kept / "signer/keyconf.xml").write_text("<tampered/>")  # not linked to the live file
-    assert await asyncio.to_thread(_rollback, settings) == 1
+    assert await asyncio.to_thread(_rollback, settings) == 3  # validation: README's exit 3
     doc = _emitted(capsys.readouterr().out)
     assert doc["reason"] == "validation" and doc["problems"][0]["path"] == "signer/keyconf.xml"
     assert managed(target, settings) == live

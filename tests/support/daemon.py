@@ -118,6 +118,7 @@ class Agent:
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    prefix: tuple[str, ...] = ()  # run under this wrapper (e.g. ``setpriv`` dropping caps)
 
     @property
     def url(self) -> str:
@@ -134,7 +135,7 @@ class Agent:
     def start(self) -> Agent:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "syncagent", "run"],
+                [*self.prefix, sys.executable, "-m", "syncagent", "run"],
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -40,6 +40,7 @@ EXPECTED = {
     "syncagent_following_head",
     "syncagent_walk_fallbacks_total",
     "syncagent_restart_pending_since_timestamp_seconds",
+    "syncagent_task_restarts_total",
 }
 
 

@@ -6,8 +6,18 @@ import os
 import time
 from pathlib import Path
 
-from syncagent.daemon.status import SYNC_GRACE, DaemonState, read_status, summary_line, write_status
+from syncagent.daemon.status import (
+    SYNC_GRACE,
+    Check,
+    DaemonState,
+    read_live,
+    read_status,
+    summary_line,
+    write_status,
+)
 from syncagent.errors import Reason, SyncError
+from syncagent.local.manifest import Manifest
+from syncagent.local.state import StateDir
 from syncagent.report import Outcome, SyncResult
 
 # ---- state, readiness, liveness --------------------------------------------------------------
@@ -80,3 +90,34 @@ def test_status_document_roundtrip_and_summary(tmp_path: Path) -> None:
     assert summary_line(doc, now, alive=False).startswith("NOT READY: daemon not running")
     (tmp_path / "status.json").write_text("{not json")
     assert read_status(tmp_path / "status.json") is None
+
+
+# ---- what is live is read from the state dir -------------------------------------------------
+
+
+def test_readiness_follows_the_record_on_disk_not_the_generation_remembered(
+    tmp_path: Path,
+) -> None:
+    store = StateDir(tmp_path / "state")
+    store.ensure()
+    s = DaemonState(generation="g-remembered", disk=lambda: read_live(store))
+    now = time.time()
+    assert not s.ready(now, None), "no record on disk: nothing is live"
+    store.write_current(Manifest("g-disk", 1.0, {}))
+    assert s.readiness(now, None)[0].line() == "config: ok generation g-disk is live"
+    assert s.to_json(now, None)["generation"] == "g-disk"
+
+    store.journal.write_text("{}")  # another process's apply, interrupted
+    assert [c.name for c in s.readiness(now, None) if not c.ok] == ["journal"]
+    store.journal.unlink()
+
+    store.current_file.write_text("{not json")
+    line = s.readiness(now, None)[0].line()
+    assert line.startswith("config: FAIL cannot tell what is live:") and "damaged" in line
+    assert store.current_file.exists(), "a probe moves nothing aside"
+
+
+def test_liveness_includes_the_task_checks() -> None:
+    s = DaemonState(task_checks=lambda mono: [Check("tasks", False, "drift failed 6 times")])
+    checks = s.liveness(time.monotonic(), 30.0, True)
+    assert [c.line() for c in checks if not c.ok] == ["tasks: FAIL drift failed 6 times"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from syncagent.errors import Reason, SyncError
 from syncagent.local.manifest import Manifest, Record
 from syncagent.local.state import StateDir
 from syncagent.tree import Kind
@@ -59,3 +62,15 @@ def test_pruned_generations_go_to_the_trash_until_it_is_emptied(tmp_path: Path) 
     store.empty_trash()
     assert list(store.trash.iterdir()) == []
     assert (store.generation_dir("g3") / "signer" / "keyconf.xml").read_text() == "g3"
+
+
+def test_a_record_it_cannot_read_is_a_sync_error_and_stays_where_it_is(tmp_path: Path) -> None:
+    """Not a bare OSError: callers that handle SyncError must not let it through (the daemon's
+    sync worker died of a PermissionError here)."""
+    state = StateDir(tmp_path)
+    state.ensure()
+    state.current_file.mkdir()  # unreadable as a file even to root
+    with pytest.raises(SyncError) as e:
+        state.current()
+    assert e.value.reason is Reason.APPLY and "cannot read" in e.value.message
+    assert state.current_file.is_dir()

@@ -75,6 +75,12 @@ class ControlFiles:
         pid = os.getpid()
         atomic_write(self.state.pid_file, f"{pid} {_start_time(pid) or ''}\n".encode(), 0o644)
 
+    def keep_pid(self) -> None:
+        """Write the pid file again when someone deleted it (or the whole state dir): without
+        it, ``status`` says no daemon runs and ``sync-now`` cannot signal this one."""
+        if self.running_pid() != os.getpid():
+            self.write_pid()
+
     def remove_pid(self) -> None:
         path = self.state.pid_file
         try:

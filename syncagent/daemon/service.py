@@ -347,6 +347,7 @@ class Daemon:
     async def _heartbeat(self) -> None:
         self.state.heartbeat = time.monotonic()
         try:
+            self.control_files.keep_pid()
             self._on_control()
             self._refresh_restarts()
             self._write_status(only_if_changed=True)  # what is live may change under us

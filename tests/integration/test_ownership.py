@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.operator import Run, runner, xroad_ids, xroad_secondary
 from support.sshd import Sshd, free_port, make_traversable_dir
 from support.tools import agent_for, require_root
 from support.trees import age
 from support.waiting import until
-
-from syncagent.demo.sample_tree import build_secondary_local
 
 
 @pytest.fixture(scope="module")
@@ -41,61 +39,21 @@ def area() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _xroad() -> tuple[int, int]:
-    pw = pwd.getpwnam("xroad")
-    return pw.pw_uid, pw.pw_gid
-
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _runner(agent: Path, env: dict[str, str]) -> Run:
-    def run(*args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-        """``syncagent ARGS`` as root, or as ``user`` the way the entrypoint starts it."""
-        prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"] if user else []
-        return subprocess.run(
-            [*prefix, str(agent), *args], env=env, capture_output=True, text=True, timeout=120
-        )
-
-    return run
-
-
 def _setup(agent: Path, sshd: Sshd, primary_tree: Path, area: Path) -> tuple[Run, Path]:
-    run, state, _ = _setup_env(agent, sshd, primary_tree, area)
-    return run, state
+    run, target, _ = xroad_secondary(agent, sshd, primary_tree, area)
+    return run, target / ".syncagent"
 
 
 def _setup_env(
     agent: Path, sshd: Sshd, primary_tree: Path, area: Path
 ) -> tuple[Run, Path, dict[str, str]]:
-    uid, gid = _xroad()
-    target = area / "etc-xroad"
-    target.mkdir(mode=0o751)
-    build_secondary_local(target)
-    keys = area / "keys"
-    keys.mkdir()
-    for src in (sshd.client_key, sshd.known_hosts):
-        shutil.copy(src, keys / src.name)
-    for p in (target, *target.rglob("*"), keys, *keys.iterdir()):
-        os.lchown(p, uid, gid)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCAGENT_")}
-    env.update(
-        SYNCAGENT_PRIMARY_HOST="127.0.0.1",
-        SYNCAGENT_PRIMARY_PORT=str(sshd.port),
-        SYNCAGENT_PRIMARY_IDENTITY_FILE=str(keys / sshd.client_key.name),
-        SYNCAGENT_PRIMARY_KNOWN_HOSTS=str(keys / sshd.known_hosts.name),
-        SYNCAGENT_PRIMARY_REMOTE_ROOT=str(primary_tree),
-        SYNCAGENT_SYNC_TARGET=str(target),
-        SYNCAGENT_SYNC_SETTLE="0",
-        SYNCAGENT_SYNC_DISABLE_FLAG=str(area / "no-such-dir" / "sync-disabled"),
-        SYNCAGENT_LOG_FORMAT="json",
-        HOME="/nonexistent",
-    )
-    return _runner(agent, env), target / ".syncagent", env
+    _, target, env = xroad_secondary(agent, sshd, primary_tree, area)
+    env["SYNCAGENT_SYNC_DISABLE_FLAG"] = str(area / "no-such-dir" / "sync-disabled")
+    return runner(agent, env), target / ".syncagent", env
 
 
 def _not_xroads(state: Path) -> list[str]:
-    uid, _ = _xroad()
+    uid, _ = xroad_ids()
     entries = [state, *state.iterdir(), *(state / "generations").iterdir()]
     dirs = [p for p in state.rglob("*") if p.is_dir() and not p.is_symlink()]
     return sorted({str(p) for p in (*entries, *dirs) if p.lstat().st_uid != uid})
@@ -146,7 +104,7 @@ def test_the_agent_names_what_it_cannot_use_and_repairs_what_it_can(
     assert doc["reason"] == "permission"
     assert f"{state / 'current.json'} (root)" in doc["error"]
     assert f"chown -R xroad: {state}" in doc["error"]
-    assert (state / "status.json").stat().st_uid == _xroad()[0]  # replaced: expendable
+    assert (state / "status.json").stat().st_uid == xroad_ids()[0]  # replaced: expendable
 
     # root's own commands repair the state dir on the way
     assert run("once").returncode == 0

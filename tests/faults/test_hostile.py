@@ -411,12 +411,12 @@ BAD_CONTENT: dict[str, tuple[str, bytes]] = {
         b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e SYSTEM "file:///etc/shadow">]><a>&e;</a>',
     ),
     "broken-ini": ("conf.d/local.ini", b"[proxy\nhealth-check-port=5588\n"),
-    "ini-without-section": ("conf.d/addons/message-log.ini", b"archive-interval=0 0 * * * ?\n"),
+    "ini-unclosed-section": ("conf.d/addons/message-log.ini", b"[message-log\narchive=1\n"),
     "ini-not-utf8": ("conf.d/proxy.ini", b"[proxy]\nname=\xff\xfe\n"),
     "bash-syntax": ("services/local.conf", b'XROAD_PROXY_PARAMS="-Xmx1g\nif then\n'),
-    "deep-json": ("data.json", b"[" * 200_000 + b"]" * 200_000),
-    "keyconf-without-p12": ("signer/softtoken", b""),
-    "properties-nul": ("db.properties", b"serverconf.hibernate.connection.url=\x00\n"),
+    "deep-yaml": ("conf.d/acme.yml", b"[" * 200_000 + b"]" * 200_000),
+    "unsafe-keyid": ("signer/keyconf.xml", b""),
+    "properties-bad-escape": ("db.properties", b"serverconf.hibernate.connection.url=\\u00zz\n"),
 }
 
 
@@ -425,14 +425,15 @@ def test_invalid_content_is_refused(world: World, case: str) -> None:
     rel, data = BAD_CONTENT[case]
 
     def lie(p: hp.Primary) -> None:
-        if case == "keyconf-without-p12":
-            softtoken = p.at(rel)
-            victim = next(n for n in softtoken.children if n != b".softtoken.p12")
-            del softtoken.children[victim]
-            return
-        p.put(rel, hp.file(data, mtime=int(time.time()) - 60))
+        content = data
+        if case == "unsafe-keyid":  # a keyId the agent would turn into a path outside softtoken/
+            text = p.at(rel).data
+            start = text.index(b"<keyId>") + len(b"<keyId>")
+            end = text.index(b"</keyId>", start)
+            content = text[:start] + b"../../../etc/shadow" + text[end:]
+        p.put(rel, hp.file(content, mtime=int(time.time()) - 60))
 
-    names = "signer/keyconf.xml" if case == "keyconf-without-p12" else rel
+    names = rel
     assert_refused(world, lie, Reason.VALIDATION, names=names)
 
 

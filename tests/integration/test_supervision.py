@@ -98,7 +98,7 @@ async def test_a_record_it_cannot_read_is_retried_never_ready_and_recovered(
         assert health == 200 and "tasks: ok" in hbody, hbody  # alive and retrying, says so
         await asyncio.sleep(0.2)
     assert "current.json" in body and "Permission denied" in body, body
-    failures = [e for e in _sync_events(agent) if e.get("reason") == "apply"]
+    failures = [e for e in _sync_events(agent) if e.get("reason") == "permission"]
     assert len(failures) - failed_before >= 4, "the daemon stopped retrying"
 
     # SIGHUP is an attempt too

@@ -80,7 +80,7 @@ def test_ini_accepts_backslash_continuation() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"[proxy]\n[]\n", "line 2: malformed [section] header"),
+        (b"[proxy]\n[]\n", "line 2: empty [section] name: X-Road fails to start"),
         (b"[proxy] trailing\n", "line 1: malformed [section] header"),
     ],
 )

@@ -242,7 +242,7 @@ def _build_tree(text: str, delimiter: str | None) -> _Node:
                 raise IniError(lineno, "malformed [section] header")
             name = line[1:-1]
             if name == "":
-                raise IniError(lineno, "empty [section] name: X-Road fails to start")
+                raise IniError(lineno, "empty [section] name (X-Road fails on any key in it)")
             current = sections.setdefault(name, _Node(name, None, lineno, []))
             continue
         cut = _find_separator(line)
@@ -750,7 +750,10 @@ def _unescape(text: str, lineno: int) -> str:
             i += 4
         else:
             out.append(_ESCAPED.get(c, c))
-    return "".join(out)
+    text = "".join(out)
+    if not text.isascii():  # Java strings are UTF-16: "\\ud800\\udc00" is one character
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return text
 
 
 def _split_property(line: str) -> tuple[str, str]:

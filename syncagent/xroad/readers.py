@@ -98,13 +98,13 @@ READERS: tuple[Reader, ...] = (
     ),
     Reader(
         "/conf.d/acme.yml",
-        "X-Road 7 AcmeCommonConfig (proxy, admin service): loadAs, one document",
+        "X-Road 7's ACME settings (common-acme AcmeCommonConfig): loadAs, one document",
         SNAKEYAML,
         validate_yaml_xroad7,
     ),
     Reader(
         "/conf.d/mail.yml",
-        "X-Road 7 MailConfig (admin service): loadAs, one document",
+        "X-Road 7's mail notifications (common-mail MailConfig): loadAs, one document",
         SNAKEYAML,
         validate_yaml_xroad7,
     ),

@@ -1020,6 +1020,14 @@ def _duplicate_key(node: Any, seen: set[int]) -> int | None:
     return None
 
 
+def _decode_yaml(data: bytes) -> str:
+    """As SnakeYAML's UnicodeReader: a UTF-16 byte order mark selects UTF-16, else UTF-8;
+    a malformed byte fails."""
+    if data.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
+
+
 _DIRECTIVES_ONLY = "expected '<document start>', but found '<stream end>'"
 
 
@@ -1042,7 +1050,7 @@ def _yaml_problem(
     constructs (see _SnakeYamlLoader).
     """
     try:
-        loader = _SnakeYamlLoader(data.decode("utf-8"), numbers_as_strings)
+        loader = _SnakeYamlLoader(_decode_yaml(data), numbers_as_strings)
         try:
             documents = 0
             while loader.check_node():
@@ -1058,7 +1066,8 @@ def _yaml_problem(
         finally:
             loader.dispose()
     except UnicodeDecodeError as exc:
-        return f"line {_line_of(data, exc.start)}: not valid UTF-8"
+        encoding = "UTF-8" if exc.encoding.startswith("utf-8") else "UTF-16"
+        return f"line {_line_of(data, exc.start)}: not valid {encoding}"
     except _YamlRefused as exc:
         return str(exc)
     except yaml.MarkedYAMLError as exc:

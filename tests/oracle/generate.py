@@ -93,7 +93,8 @@ INI_VALUE_ATOMS = (
     "${a}", "${b}", "${proxy.k}", "${s.a}", "${a.b}", "${a..b}", "$${k}", "$$${k}",
     "${k:-d}", "${nope}", "${nope:-${k}}", "${env:SYNCAGENT_SURELY_UNSET}",
     "${sys:syncagent.surely.unset}", "${file:UTF-8:/nonexistent}", "${date:yyyy}",
-    "${java:version}", "${base64Decoder:!}", "${a${b}}", "${k(0)}", "${k(1)}", "café", "\u00a0x",
+    "${java:version}", "${base64Decoder:!}", "${a${b}}", "${}", "${:-d}", "${a:-}",
+    "${k:-${k}}", "${ENV:X}", "${k(0)}", "${k(1)}", "café", "\u00a0x",
     "\t", "\\", "\\,", "a\\,b", "C:\\\\path", "=", ":", "[x]", "#", ";", "{", "}", "$",
     "😀", "\u2028", "\x0b", "\\\\", '"', "'", '""', "x\\",
 )  # fmt: skip

@@ -263,6 +263,8 @@ ALIASES_50 = ("base: &a [1]\nl: [" + ", ".join(["*a"] * 50) + "]\n").encode()
         (b"a: " + b"[" * 51 + b"]" * 51 + b"\n", False, False),
         (b"a: &x 1\nb: &x 2\nc: *x\n", True, True),
         (b"a:\n\tb: 1\n", False, False),
+        ("a: 1\n".encode("utf-16"), True, True),
+        ("a: 1\n".encode("utf-16-le"), False, False),
     ],
 )
 def test_yaml_as_x_road_7_and_8_read_it(data: bytes, xroad7: bool, xroad8: bool) -> None:

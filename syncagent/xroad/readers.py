@@ -74,9 +74,10 @@ READERS: tuple[Reader, ...] = (
     ),
     Reader(
         "/services/*.properties",
-        "X-Road 8 services (local properties)",
-        PROPERTIES,
-        validate_properties,
+        "the service launchers (global.conf reads local.properties line by line for XROAD_* "
+        "variables)",
+        "bash `while IFS='=' read -r key value`: any line reads",
+        None,
     ),
     Reader(
         "/conf.d/*.properties",

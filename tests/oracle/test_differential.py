@@ -202,6 +202,15 @@ def test_every_realistic_yaml_file_is_accepted_and_loads_in_its_readers(
     assert len(files) >= 4
 
 
+def test_files_the_launchers_read_get_no_java_rule(trees: list[EtcTree]) -> None:
+    """services/*.conf are sourced (bash -n checks them), services/local.properties is read by
+    global.conf's ``while IFS='=' read`` loop: java.util.Properties' rule (a malformed \\u
+    refused) would refuse JVM options X-Road starts with."""
+    files = [(t, p) for t in trees for p in t.by_reader("bash")]
+    assert any(p.name == "local.properties" for _, p in files)
+    assert all(rule_for(_rel(t, p)) is None for t, p in files)
+
+
 # --------------------------------------------------------------------------------- shapes
 
 

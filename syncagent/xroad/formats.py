@@ -106,6 +106,16 @@ class _Node:
     value: str | None
     line: int
     children: list[_Node]
+    _by_name: dict[str, list[_Node]] | None = None
+
+    def named(self, name: str) -> list[_Node]:
+        """The children of that name, in order (indexed once the tree is built: a lookup per
+        key would make large files quadratic)."""
+        if self._by_name is None:
+            self._by_name = {}
+            for child in self.children:
+                self._by_name.setdefault(child.name, []).append(child)
+        return self._by_name.get(name, [])
 
 
 def _ini_continues(value: str) -> bool:
@@ -351,7 +361,9 @@ class _View:
             name, index, attribute = parts[k]
             if attribute:
                 return []
-            named = [c for c in self.children(node) if c.name == name]
+            named = node.named(name)
+            if self.global_section and node is self.root:
+                named = [c for c in named if c.value is not None]
             if index is not None:
                 named = named[index : index + 1] if index >= 0 else []
             return [found for c in named for found in find(k + 1, c)]

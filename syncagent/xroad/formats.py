@@ -5,9 +5,12 @@ file or runs a program (local/validate.py does that), and which rule applies to 
 decided by readers.py from what X-Road reads there, never by suffix alone. The parsers follow
 the readers X-Road uses (Apache commons-configuration2's INIConfiguration, java.util.Properties,
 SnakeYAML, a JSON decoder, the message log's own mapping reader, an XML parser with entities
-refused), because a validator must never reject a tree X-Road itself accepts. Where a rule is
-deliberately stricter than the reader, its docstring says so and why: always a case where the
-reader logs an error and carries on with nothing, so the operator's setting silently vanishes.
+refused), because a validator must never reject a tree X-Road itself accepts; for INI and
+properties they derive the same entries X-Road does (tests/oracle/test_differential.py holds
+them to the real readers). Where a rule is deliberately stricter than the reader, its docstring
+says so and why (docs/readers.md lists them): always a case where the reader logs an error and
+carries on with nothing, or loads something other than what was written (a setting in the
+wrong section, a value computed on the secondary), so the operator's setting silently vanishes.
 
 Messages never quote file content beyond a parser's own positional error: ini files and
 db.properties carry passwords, and problems end up in logs and metrics.
@@ -232,7 +235,9 @@ def _build_tree(text: str, delimiter: str | None) -> _Node:
     than it was written): a line that opens ``[`` but is not ``[name]`` by the reader's rule
     (``[proxy``, ``[b] ; note``, ``[proxy] trailing``) is refused, because X-Road reads it as
     a key of the previous section and every setting below it lands there; so is a UTF-8 byte
-    order mark, which turns the first ``[section]`` into a global key the same way.
+    order mark, which turns the first ``[section]`` into a global key the same way; and
+    ``[]``, which stops the service once it holds a key (2.8.0 reads no value for it) and
+    otherwise only re-reads the other sections under odd names.
     """
     if text.startswith("\ufeff"):
         raise IniError(1, "UTF-8 byte order mark: X-Road would read the first [section] as a key")
@@ -567,12 +572,15 @@ def parse_ini(data: bytes, *, list_delimiter: str | None = None) -> list[IniEntr
     "," reads as the signer reads devices.ini.
 
     Refused where X-Road fails: bytes that are not UTF-8 (the loader skips the whole file),
-    ``[]`` and keys the loader finds no value for (``a(1)``, ``[@a]``: a NullPointerException
-    stops the service), an interpolation loop (IllegalStateException, same). Deliberately
-    stricter where X-Road silently reads something else (see _build_tree and _Interpolator):
-    a line opening ``[`` that is not a section, a byte order mark, prefixed lookups other
-    than ``env:`` and ``sys:``.
+    an interpolation loop (IllegalStateException: the service does not start; devices.ini:
+    the signer keeps only its soft token), a key the loader finds no value for (``a(1)``,
+    ``a[@x]``, X-Road's key syntax: System.setProperty's NullPointerException stops the
+    service; the signer reads such a key as absent, so with ``list_delimiter`` it is left
+    out). Deliberately stricter where X-Road silently reads something else (see _build_tree
+    and _Interpolator): a line opening ``[`` that is not a section, a byte order mark, ``[]``,
+    prefixed lookups other than ``env:`` and ``sys:``.
     """
+    fails = "X-Road fails to start" if list_delimiter is None else "the signer drops its modules"
     root = _build_tree(_decode_utf8(data), list_delimiter)
     entries: list[IniEntry] = []
     for name in _sections(root):
@@ -584,7 +592,7 @@ def parse_ini(data: bytes, *, list_delimiter: str | None = None) -> list[IniEntr
                 if list_delimiter is not None:  # the signer also reads every item
                     interpolator.get_items(key)
             except _Loop:
-                raise IniError(node.line, "interpolation loops: X-Road fails to start") from None
+                raise IniError(node.line, f"interpolation loops: {fails}") from None
             except _RefusedLookup as exc:
                 raise IniError(
                     node.line, f"${{{exc}:...}} lookup refused (resolved on the secondary)"

@@ -607,11 +607,63 @@ def parse_ini(data: bytes, *, list_delimiter: str | None = None) -> list[IniEntr
 def _ini_problem(data: bytes, list_delimiter: str | None = None) -> str | None:
     """Catch ini files that would stop an X-Road service from starting after a restart."""
     try:
-        parse_ini(data, list_delimiter=list_delimiter)
+        entries = parse_ini(data, list_delimiter=list_delimiter)
+        if list_delimiter is not None:
+            return _modules_problem(data, entries)
     except IniError as exc:
         return str(exc)
     except RecursionError:
         return "interpolation nested too deeply"
+    return None
+
+
+# The boolean parameters the signer's ModuleConf reads for a PKCS#11 module (softToken: only
+# "enabled"); one that does not convert makes it log the module and skip it.
+_MODULE_BOOLEANS = (
+    "enabled",
+    "library_cant_create_os_threads",
+    "os_locking_ok",
+    "sign_verify_pin",
+    "batch_signing_enabled",
+    "read_only",
+    "pub_key_attribute_encrypt",
+    "pub_key_attribute_verify",
+    "pub_key_attribute_verify_recover",
+    "pub_key_attribute_wrap",
+    "pub_key_attribute_trusted",
+    "priv_key_attribute_sensitive",
+    "priv_key_attribute_decrypt",
+    "priv_key_attribute_sign",
+    "priv_key_attribute_sign_recover",
+    "priv_key_attribute_unwrap",
+    "priv_key_attribute_extractable",
+    "priv_key_attribute_always_sensitive",
+    "priv_key_attribute_never_extractable",
+    "priv_key_attribute_wrap_with_trusted",
+)
+# commons-lang3 BooleanUtils.toBooleanObject, compared case-insensitively
+_JAVA_BOOLEANS = frozenset(
+    {"true", "false", "yes", "no", "on", "off", "y", "n", "t", "f", "1", "0"}
+)
+
+
+def _modules_problem(data: bytes, entries: list[IniEntry]) -> str | None:
+    """Deliberately stricter than the signer, which logs and carries on without them: keys
+    outside any section or in a blank-named one ("No UID specified for module, skipping"),
+    and a module whose boolean parameter does not convert ("Invalid value of 'enabled' for
+    module (hsm), skipping"): the HSM silently disappears from the secondary."""
+    root = _build_tree(_decode_utf8(data), ",")
+    values = {(e.section, e.key): e.value for e in entries}
+    for name in _sections(root):
+        line = next((c.line for c in root.children if c.name == name and c.value is None), 1)
+        if name is None or all(_java_space(c) for c in name):
+            first = root.children[0].line if name is None and root.children else line
+            return f"line {first}: a key outside any module section (the signer ignores it)"
+        params = ("enabled",) if name.lower() == "softtoken" else _MODULE_BOOLEANS
+        for param in params:
+            value = values.get((name, param))
+            if value is not None and value.lower() not in _JAVA_BOOLEANS:
+                return f"line {line}: {param} is not a boolean (the signer skips this module)"
     return None
 
 
@@ -1126,7 +1178,8 @@ def validate_ini(path: str, data: bytes) -> Problem | None:
 
 
 def validate_devices(path: str, data: bytes) -> Problem | None:
-    """devices.ini as the signer's ModuleConf reads it: values split on ``,``."""
+    """devices.ini as the signer's ModuleConf reads it: values split on ``,``; refused also
+    where the signer logs a module (or keys) as skipped and runs without it."""
     return _problem(path, _ini_problem(data, ","))
 
 

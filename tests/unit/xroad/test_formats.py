@@ -276,3 +276,31 @@ def test_yaml_messages_do_not_quote_content() -> None:
     problem = validate_yaml_xroad8("conf.d/local.yaml", b"password: s3cret\npassword: s3cret\n")
     assert problem is not None and "s3cret" not in str(problem)
     assert problem.message == "line 2: duplicate key (X-Road 8's admin service refuses it)"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b"library = /x.so\n[hsm]\nlibrary = /p.so\n",
+            "line 1: a key outside any module section (the signer ignores it)",
+        ),
+        (
+            b"[hsm]\nlibrary = /p.so\nenabled = maybe\n",
+            "line 1: enabled is not a boolean (the signer skips this module)",
+        ),
+        (
+            b"[softToken]\nenabled = \n",
+            "line 1: enabled is not a boolean (the signer skips this module)",
+        ),
+    ],
+)
+def test_devices_ini_refused_where_the_signer_skips_a_module(data: bytes, message: str) -> None:
+    """Deliberately stricter: the signer logs these and carries on without the module."""
+    assert validate_devices("devices.ini", data) == Problem("devices.ini", message)
+
+
+def test_devices_ini_booleans_as_commons_lang_reads_them() -> None:
+    for value in (b"TRUE", b"no", b"oN", b"y", b"F", b"1", b"0", b"yes, maybe"):
+        assert validate_devices("devices.ini", b"[hsm]\nread_only = " + value + b"\n") is None
+    assert validate_devices("devices.ini", b"[SOFTTOKEN]\nread_only = maybe\n") is None

@@ -80,12 +80,14 @@ def _pick_bytes(rng: random.Random, items: Sequence[bytes]) -> bytes:
 
 INI_SECTIONS = (
     "proxy", "signer", "common", "message-log", "proxy-ui-api", "node", "s", "a.b", "s(0)",
+    "softToken", "hsm",
     "proxy(1)", " sp ", "x]y", "[a", "pröxy", "k", "a", "[@x]", "\u00a0",
 )  # fmt: skip
 INI_KEYS = (
     "k", "a", "b", "type", "client-timeout", "a.b", ".a", "b.", "a..b", "k(0)", "k(1)",
     "k(x)", "k(-1)", "a[@x]", "p q", "ключ", "k", "proxy", "s", "x\x00", "+k", "k)", "(k",
     "a.b.c", "proxy.k", "ĸ\u00a0", "😀", "k\t", "\u2003k",
+    "enabled", "read_only", "sign_verify_pin", "library",
 )  # fmt: skip
 INI_VALUE_ATOMS = (
     "v", "1", "true", "/var/lib/xroad", "a, b,c", '"x # y"', "'single'", '"a" "b"',
@@ -97,6 +99,7 @@ INI_VALUE_ATOMS = (
     "${k:-${k}}", "${ENV:X}", "${k(0)}", "${k(1)}", "café", "\u00a0x",
     "\t", "\\", "\\,", "a\\,b", "C:\\\\path", "=", ":", "[x]", "#", ";", "{", "}", "$",
     "😀", "\u2028", "\x0b", "\\\\", '"', "'", '""', "x\\",
+    "yes", "no", "maybe", "TRUE", "0", "y",
 )  # fmt: skip
 INI_COMMENTS = ("# comment", "; comment", "#", ";", "   # indented", "#[s]", ";k=v")
 

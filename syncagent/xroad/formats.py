@@ -950,6 +950,27 @@ class _SnakeYamlLoader(yaml.SafeLoader):
             chunks.append(whitespaces)
         return chunks
 
+    def scan_anchor(self, token_class: Any) -> Any:
+        """PyYAML's method with SnakeYAML's anchor names: any character but blanks, breaks
+        and ``:,[]{}/.*&`` (PyYAML takes only letters, digits, ``-`` and ``_``)."""
+        scanner = cast(Any, self)
+        start_mark = scanner.get_mark()
+        name = "alias" if scanner.peek() == "*" else "anchor"
+        scanner.forward()
+        length = 0
+        while scanner.peek(length) not in "\0 \t" + _BREAKS + ":,[]{}/.*&":
+            length += 1
+        if not length or scanner.peek(length) not in "\0 \t" + _BREAKS + "?:,]}%@`":
+            raise yaml.scanner.ScannerError(
+                f"while scanning an {name}",
+                start_mark,
+                "expected an anchor name",
+                scanner.get_mark(),
+            )
+        value = scanner.prefix(length)
+        scanner.forward(length)
+        return token_class(value, start_mark, scanner.get_mark())
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = cast(Any, self).peek_event()
         line = event.start_mark.line + 1

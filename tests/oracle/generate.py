@@ -192,7 +192,8 @@ YAML_SCALARS = (
     "v", "1", "010", "0x1F", "1_000", "1:20", "1.5", ".inf", "yes", "no", "on", "true", "~",
     "null", "", "2024-01-02", "2024-13-45", "'quoted'", '"dq \\t"', "'it''s'", '"\\x41"',
     "a b", "a\tb", "a #c", "a#b", "-", "- x", "[a, b]", "{a: 1}", "[]", "{}", "*a", "&a x",
-    "&a [1, 2]", "!!str 1", "!!int 1", "!!int x", "!!float 1", "!!bool yes", "!!null ''",
+    "&a [1, 2]", "&'a x", "*'a", "&a.b x", "&é x", "*a:", "!!str 1", "!!int 1", "!!int x",
+    "!!float 1", "!!bool yes", "!!null ''",
     "!!binary aGk=", "!!binary '!!'", "!!set {a}", "!foo x", "!!java.io.File /tmp",
     "|\n  block", ">\n  folded", "'multi\n  line'", "@x", "`x", "%x", "é", "😀",
 )  # fmt: skip

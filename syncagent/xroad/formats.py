@@ -1002,7 +1002,8 @@ def _check_constructible(node: Any, line: int, numbers_as_strings: bool) -> None
     ``!!java.io.File``), an explicit scalar tag its value does not fit (``!!int x``), bad
     base64 in ``!!binary``, a merge key ``<<`` that does not name mappings."""
     tag = node.tag
-    if tag not in _CONSTRUCTIBLE and tag != _YAML_ORG + "merge":
+    # "=" alone resolves to PyYAML's value tag; SnakeYAML reads it as a string
+    if tag not in _CONSTRUCTIBLE and tag not in (_YAML_ORG + "merge", _YAML_ORG + "value"):
         raise _YamlRefused(f"line {line}: a tag SnakeYAML cannot construct")
     if isinstance(node, yaml.ScalarNode):
         if tag == _YAML_ORG + "binary":

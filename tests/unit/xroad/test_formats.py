@@ -264,6 +264,8 @@ ALIASES_50 = ("base: &a [1]\nl: [" + ", ".join(["*a"] * 50) + "]\n").encode()
         (b"a: &x 1\nb: &x 2\nc: *x\n", True, True),
         (b"&'Test CA':\n  k: v\nb: *'Test\n", True, True),
         (b"a: &x.y 1\n", False, False),
+        (b"=\n", True, True),
+        (b"a: =\n", True, True),
         (b"a:\n\tb: 1\n", False, False),
         ("a: 1\n".encode("utf-16"), True, True),
         ("a: 1\n".encode("utf-16-le"), False, False),

@@ -902,6 +902,13 @@ _CONSTRUCTIBLE = frozenset(
     for t in {"str", "int", "float", "bool", "null", "binary", "timestamp", "seq", "map"}
     | {"set", "omap", "pairs"}
 )
+# ConstructYamlTimestamp's patterns (one-digit months and days pass, unlike the resolver's)
+_SNAKEYAML_YMD = re.compile(r"^([0-9][0-9][0-9][0-9])-([0-9][0-9]?)-([0-9][0-9]?)$")
+_SNAKEYAML_TIMESTAMP = re.compile(
+    r"^([0-9][0-9][0-9][0-9])-([0-9][0-9]?)-([0-9][0-9]?)"
+    r"(?:(?:[Tt]|[ \t]+)([0-9][0-9]?):([0-9][0-9]):([0-9][0-9])(?:\.([0-9]*))?"
+    r"(?:[ \t]*(Z|([-+][0-9][0-9]?)(?::([0-9][0-9])?)?))?)?$"
+)
 _NUMBERS = frozenset(_YAML_ORG + t for t in ("int", "float", "timestamp"))
 _BREAKS = "\r\n\x85\u2028\u2029"
 
@@ -997,6 +1004,12 @@ class _SnakeYamlLoader(yaml.SafeLoader):
         return node
 
 
+# SnakeYAML 1.33 has no "\/" escape in double-quoted scalars (PyYAML has)
+_SnakeYamlLoader.ESCAPE_REPLACEMENTS = {  # type: ignore[misc]
+    k: v for k, v in yaml.scanner.Scanner.ESCAPE_REPLACEMENTS.items() if k != "/"
+}
+
+
 def _check_constructible(node: Any, line: int, numbers_as_strings: bool) -> None:
     """What SnakeYAML's safe constructors throw on: a tag they do not know (``!local``,
     ``!!java.io.File``), an explicit scalar tag its value does not fit (``!!int x``), bad
@@ -1014,10 +1027,27 @@ def _check_constructible(node: Any, line: int, numbers_as_strings: bool) -> None
                 raise _YamlRefused(f"line {line}: !!binary is not base64") from None
         elif tag in _NUMBERS and not numbers_as_strings and not _snakeyaml_number(tag, node.value):
             raise _YamlRefused(f"line {line}: a value that does not fit its explicit tag")
+    if not _fits_kind(node):
+        raise _YamlRefused(f"line {line}: a collection tag on the wrong kind of node")
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if key.tag == _YAML_ORG + "merge" and not _merges(value):
                 raise _YamlRefused(f"line {line}: << must name a mapping or mappings")
+
+
+def _fits_kind(node: Any) -> bool:
+    """SnakeYAML casts the node to the kind its tag constructs: ``!!str [x]``, ``!!seq {}``,
+    ``!!set [a]`` throw; ``!!omap`` and ``!!pairs`` need a sequence of one-pair mappings."""
+    kind = node.tag[len(_YAML_ORG) :] if node.tag.startswith(_YAML_ORG) else ""
+    if kind == "seq":
+        return isinstance(node, yaml.SequenceNode)
+    if kind in ("map", "set"):
+        return isinstance(node, yaml.MappingNode)
+    if kind in ("omap", "pairs"):
+        return isinstance(node, yaml.SequenceNode) and all(
+            isinstance(item, yaml.MappingNode) and len(item.value) == 1 for item in node.value
+        )
+    return isinstance(node, yaml.ScalarNode) or kind == ""
 
 
 def _java_radix_int(digits: str, radix: int) -> bool:
@@ -1031,7 +1061,7 @@ def _snakeyaml_number(tag: str, text: str) -> bool:
     an explicitly tagged scalar (``!!float 1`` loads, ``!!int x`` throws)."""
     value = text.replace("_", "")
     if tag == _YAML_ORG + "timestamp":
-        return bool(cast(Any, _RESOLVER).resolve(yaml.ScalarNode, text, (True, False)) == tag)
+        return bool(_SNAKEYAML_YMD.fullmatch(text) or _SNAKEYAML_TIMESTAMP.fullmatch(text))
     if tag == _YAML_ORG + "int":
         value = value[1:] if value[:1] in "+-" else value
         if value == "0":

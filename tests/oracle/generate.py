@@ -195,6 +195,7 @@ YAML_SCALARS = (
     "&a [1, 2]", "&'a x", "*'a", "&a.b x", "&é x", "*a:", "!!str 1", "!!int 1", "!!int x",
     "!!float 1", "!!bool yes", "!!null ''",
     "!!binary aGk=", "!!binary '!!'", "!!set {a}", "!foo x", "!!java.io.File /tmp",
+    '"\\/"', "!!str [x]", "!!set [a]", "!!omap [a]", "!!timestamp 2001-1-4", "!!seq {}", "=",
     "|\n  block", ">\n  folded", "'multi\n  line'", "@x", "`x", "%x", "é", "😀",
 )  # fmt: skip
 YAML_KEYS = (

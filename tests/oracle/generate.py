@@ -99,7 +99,7 @@ INI_VALUE_ATOMS = (
     "${k:-${k}}", "${ENV:X}", "${k(0)}", "${k(1)}", "café", "\u00a0x",
     "\t", "\\", "\\,", "a\\,b", "C:\\\\path", "=", ":", "[x]", "#", ";", "{", "}", "$",
     "😀", "\u2028", "\x0b", "\\\\", '"', "'", '""', "x\\",
-    "yes", "no", "maybe", "TRUE", "0", "y",
+    "yes", "no", "maybe", "TRUE", "0", "y", "\x85", "\x1c",
 )  # fmt: skip
 INI_COMMENTS = ("# comment", "; comment", "#", ";", "   # indented", "#[s]", ";k=v")
 

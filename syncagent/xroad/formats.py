@@ -1000,7 +1000,6 @@ class _SnakeYamlLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self.parents.pop()
-        _check_constructible(node, line, self.numbers_as_strings)
         return node
 
 
@@ -1008,6 +1007,30 @@ class _SnakeYamlLoader(yaml.SafeLoader):
 _SnakeYamlLoader.ESCAPE_REPLACEMENTS = {  # type: ignore[misc]
     k: v for k, v in yaml.scanner.Scanner.ESCAPE_REPLACEMENTS.items() if k != "/"
 }
+
+
+def _check_document(root: Any, numbers_as_strings: bool) -> None:
+    """Every node SnakeYAML constructs, once (aliases share nodes). A mapping under a merge
+    key ``<<`` (or in a list under it) is flattened into its parent, never constructed by
+    its own tag, so its tag is not checked (its keys and values are)."""
+    seen: set[tuple[int, bool]] = set()
+    todo: list[tuple[Any, bool]] = [(root, True)]
+    while todo:
+        node, constructed = todo.pop()
+        if (id(node), constructed) in seen:
+            continue
+        seen.add((id(node), constructed))
+        if constructed:
+            _check_constructible(node, int(node.start_mark.line) + 1, numbers_as_strings)
+        if isinstance(node, yaml.SequenceNode):
+            todo.extend(
+                (item, constructed or not isinstance(item, yaml.MappingNode)) for item in node.value
+            )
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                merged = key.tag == _YAML_ORG + "merge"
+                todo.append((key, True))
+                todo.append((value, not merged))
 
 
 def _check_constructible(node: Any, line: int, numbers_as_strings: bool) -> None:
@@ -1184,6 +1207,7 @@ def _yaml_problem(
                     return (
                         f"line {node.start_mark.line + 1}: a second document (X-Road 7 reads one)"
                     )
+                _check_document(node, numbers_as_strings)
                 line = _duplicate_key(node, set()) if unique_keys else None
                 if line:
                     return f"line {line}: duplicate key (X-Road 8's admin service refuses it)"

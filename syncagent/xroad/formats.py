@@ -1012,7 +1012,8 @@ _SnakeYamlLoader.ESCAPE_REPLACEMENTS = {  # type: ignore[misc]
 def _check_document(root: Any, numbers_as_strings: bool) -> None:
     """Every node SnakeYAML constructs, once (aliases share nodes). A mapping under a merge
     key ``<<`` (or in a list under it) is flattened into its parent, never constructed by
-    its own tag, so its tag is not checked (its keys and values are)."""
+    its own tag, so its tag is not checked (its keys and values are); the value of a key
+    repeated later in the same mapping is dropped unconstructed."""
     seen: set[tuple[int, bool]] = set()
     todo: list[tuple[Any, bool]] = [(root, True)]
     while todo:
@@ -1027,10 +1028,13 @@ def _check_document(root: Any, numbers_as_strings: bool) -> None:
                 (item, constructed or not isinstance(item, yaml.MappingNode)) for item in node.value
             )
         elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
+            # processDuplicateKeys: of a repeated key only the last pair is constructed
+            last = {_key_identity(k): i for i, (k, _) in enumerate(node.value)}
+            for i, (key, value) in enumerate(node.value):
                 merged = key.tag == _YAML_ORG + "merge"
                 todo.append((key, True))
-                todo.append((value, not merged))
+                overwritten = not merged and last[_key_identity(key)] != i
+                todo.append((value, not merged and not overwritten))
 
 
 def _check_constructible(node: Any, line: int, numbers_as_strings: bool) -> None:

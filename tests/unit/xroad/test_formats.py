@@ -273,6 +273,8 @@ ALIASES_50 = ("base: &a [1]\nl: [" + ", ".join(["*a"] * 50) + "]\n").encode()
         (b"a: !!pairs [a: 1, a: 2]\n", True, True),
         (b"a:\n  <<: !!seq {k: 1}\n", True, True),
         (b"a: &x !!seq {k: 1}\nb: {<<: *x}\n", False, False),
+        (b'a.b: !!set [a]\n"a.b": 1\n', True, False),
+        (b"a: 1\na: !!set [a]\n", False, False),
         (b"a:\n\tb: 1\n", False, False),
         ("a: 1\n".encode("utf-16"), True, True),
         ("a: 1\n".encode("utf-16-le"), False, False),

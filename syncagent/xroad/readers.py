@@ -16,15 +16,19 @@ from functools import cache
 from syncagent.excludes import Pattern, compile_pattern, matches
 from syncagent.xroad.formats import (
     Rule,
+    validate_devices,
     validate_ini,
     validate_json,
     validate_key_mapping,
     validate_properties,
     validate_xml,
     validate_yaml,
+    validate_yaml_xroad7,
+    validate_yaml_xroad8,
 )
 
 COMMONS_INI = "Apache commons-configuration2 INIConfiguration (DisabledListDelimiterHandler)"
+COMMONS_INI_LISTS = "Apache commons-configuration2 INIConfiguration (values split on ',')"
 PROPERTIES = "java.util.Properties.load"
 SNAKEYAML = "SnakeYAML (YAML 1.1, safe constructors)"
 XML = "a JDK XML parser"
@@ -57,7 +61,10 @@ READERS: tuple[Reader, ...] = (
         validate_ini,
     ),
     Reader(
-        "/devices.ini", "xroad-signer (PKCS#11 module configuration)", COMMONS_INI, validate_ini
+        "/devices.ini",
+        "xroad-signer (ModuleConf: PKCS#11 module configuration)",
+        COMMONS_INI_LISTS,
+        validate_devices,
     ),
     Reader(
         "/services/*.conf",
@@ -67,8 +74,9 @@ READERS: tuple[Reader, ...] = (
     ),
     Reader(
         "/services/*.properties",
-        "the X-Road 8 launchers (services/global.conf)",
-        "a bash `read` loop: KEY=value lines, XROAD_* only, others ignored (cannot fail)",
+        "the service launchers (global.conf reads local.properties line by line for XROAD_* "
+        "variables)",
+        "bash `while IFS='=' read -r key value`: any line reads",
         None,
     ),
     Reader(
@@ -84,13 +92,35 @@ READERS: tuple[Reader, ...] = (
         validate_properties,
     ),
     Reader(
+        "/conf.d/*.example.yml",
+        "nobody (the packages' commented examples for acme.yml and mail.yml)",
+        "none",
+        None,
+    ),
+    Reader(
+        "/conf.d/acme.yml",
+        "X-Road 7's ACME settings (common-acme AcmeCommonConfig): loadAs, one document",
+        SNAKEYAML,
+        validate_yaml_xroad7,
+    ),
+    Reader(
+        "/conf.d/mail.yml",
+        "X-Road 7's mail notifications (common-mail MailConfig): loadAs, one document",
+        SNAKEYAML,
+        validate_yaml_xroad7,
+    ),
+    Reader(
         "/conf.d/*.yml",
         "xroad-proxy-ui-api (Spring Boot) in 7.x; the services' config in 8.x",
         SNAKEYAML,
         validate_yaml,
     ),
     Reader(
-        "/conf.d/*.yaml", "X-Road 8 services (local.yaml, local-tls.yaml)", SNAKEYAML, validate_yaml
+        "/conf.d/*.yaml",
+        "X-Road 8 services (local.yaml, local-tls.yaml: SmallRye in the Quarkus services, "
+        "Spring Boot in the admin service)",
+        SNAKEYAML,
+        validate_yaml_xroad8,
     ),
     Reader(
         "/signer/keyconf.xml", "xroad-signer and xroad-proxy (key configuration)", XML, validate_xml

@@ -25,7 +25,9 @@ final class Json {
                 case '\r' -> b.append("\\r");
                 case '\t' -> b.append("\\t");
                 default -> {
-                    if (c < 0x20 || c == 0x2028 || c == 0x2029) {
+                    // every character Python's str.splitlines breaks on is escaped, so one
+                    // answer stays one line (NEL U+0085 came out raw and split it in two)
+                    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029) {
                         b.append(String.format("\\u%04x", (int) c));
                     } else {
                         // lone surrogates are kept as escapes so the line stays valid UTF-8

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.sshd import Sshd, ensure_xroad_accounts, fresh_subdir, make_traversable_dir
-from support.tools import require_root, require_tool
+from support.tools import agent_for, require_root, require_tool
 
 # Test the checkout, installed or not (`pytest` alone does not put the repo root on sys.path).
 _REPO = str(Path(__file__).resolve().parent.parent)
@@ -88,6 +88,22 @@ def primary_tree(tree_area: Path) -> Path:
 
 
 # =============================================================================================
+@pytest.fixture(scope="session")
+def xroad_agent(sshd: Sshd) -> Iterator[Path]:
+    """An agent install both root and xroad can run (the sshd fixture made the accounts)."""
+    require_root("commands run as root and as xroad")
+    with agent_for("xroad") as path:
+        yield path
+
+
+@pytest.fixture
+def xroad_area() -> Iterator[Path]:
+    """A directory the xroad user can traverse (pytest's tmp_path is root's, 0700)."""
+    path = make_traversable_dir("syncagent-xroad-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def publish_dir(tree_area: Path) -> Path:
     """A publish dir beside the primary tree (never inside it), reachable by xroad-slave."""

@@ -20,34 +20,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support.operator import Run, as_user, xroad_secondary
-from support.sshd import Sshd, free_port, make_traversable_dir
-from support.tools import agent_for, require_root
+from support.sshd import Sshd, free_port
 from support.trees import age
 from support.waiting import until
 
 from syncagent import testhooks
 
 LOCAL_INI = "conf.d/local.ini"
-
-
-@pytest.fixture(scope="module")
-def agent(sshd: Sshd) -> Iterator[Path]:
-    require_root("a daemon run as xroad, commands as root and as xroad")
-    with agent_for("xroad") as path:
-        yield path
-
-
-@pytest.fixture
-def area() -> Iterator[Path]:
-    path = make_traversable_dir("syncagent-operator-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Probes:
@@ -146,8 +129,10 @@ def change_primary(primary: Path, n: int) -> None:
     age(primary)
 
 
-def test_what_people_do_by_hand(agent: Path, sshd: Sshd, primary_tree: Path, area: Path) -> None:
-    run, target, env = xroad_secondary(agent, sshd, primary_tree, area)
+def test_what_people_do_by_hand(
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
+) -> None:
+    run, target, env = xroad_secondary(xroad_agent, sshd, primary_tree, xroad_area)
     state = target / ".syncagent"
     port = free_port()
     daemon_env = {
@@ -156,10 +141,10 @@ def test_what_people_do_by_hand(agent: Path, sshd: Sshd, primary_tree: Path, are
         "SYNCAGENT_SYNC_INTERVAL": "2",
         "SYNCAGENT_SYNC_JITTER": "0",
     }
-    log = area / "daemon.log"
+    log = xroad_area / "daemon.log"
     with log.open("wb") as out:
         daemon = subprocess.Popen(
-            [*as_user("xroad"), str(agent), "run"],
+            [*as_user("xroad"), str(xroad_agent), "run"],
             env=daemon_env,
             stdin=subprocess.DEVNULL,
             stdout=out,

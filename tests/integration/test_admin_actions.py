@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from support.config import settings_for
 from support.sshd import Sshd, fresh_subdir
-from support.trees import age
+from support.trees import age, as_primary
 from support.xroad_etc import EtcTree, build_xroad7_etc, keyconf_xml, make_soft_key
 
 from syncagent.engine import sync
@@ -36,12 +36,7 @@ SOFTTOKEN = "signer/softtoken"
 def real_primary(tree_area: Path) -> EtcTree:
     root = fresh_subdir(tree_area, "real-etc-xroad")
     tree = build_xroad7_etc(root)
-    if os.geteuid() == 0:
-        import pwd
-
-        xroad = pwd.getpwnam("xroad")
-        os.chown(root, xroad.pw_uid, xroad.pw_gid)
-    age(root)
+    as_primary(root)
     return tree
 
 

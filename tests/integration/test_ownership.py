@@ -8,48 +8,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support.operator import Run, runner, xroad_ids, xroad_secondary
-from support.sshd import Sshd, free_port, make_traversable_dir
-from support.tools import agent_for, require_root
+from support.sshd import Sshd, free_port
 from support.trees import age
 from support.waiting import until
 
 
-@pytest.fixture(scope="module")
-def agent(sshd: Sshd) -> Iterator[Path]:
-    """An agent install both root and xroad can run (the sshd fixture made the accounts)."""
-    require_root("commands run as root and as xroad")
-    with agent_for("xroad") as path:
-        yield path
-
-
-@pytest.fixture
-def area() -> Iterator[Path]:
-    """A directory the xroad user can traverse (pytest's tmp_path is root's, 0700)."""
-    path = make_traversable_dir("syncagent-owner-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _setup(agent: Path, sshd: Sshd, primary_tree: Path, area: Path) -> tuple[Run, Path]:
-    run, target, _ = xroad_secondary(agent, sshd, primary_tree, area)
+def _setup(xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path) -> tuple[Run, Path]:
+    run, target, _ = xroad_secondary(xroad_agent, sshd, primary_tree, xroad_area)
     return run, target / ".syncagent"
 
 
 def _setup_env(
-    agent: Path, sshd: Sshd, primary_tree: Path, area: Path
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
 ) -> tuple[Run, Path, dict[str, str]]:
-    _, target, env = xroad_secondary(agent, sshd, primary_tree, area)
-    env["SYNCAGENT_SYNC_DISABLE_FLAG"] = str(area / "no-such-dir" / "sync-disabled")
-    return runner(agent, env), target / ".syncagent", env
+    _, target, env = xroad_secondary(xroad_agent, sshd, primary_tree, xroad_area)
+    env["SYNCAGENT_SYNC_DISABLE_FLAG"] = str(xroad_area / "no-such-dir" / "sync-disabled")
+    return runner(xroad_agent, env), target / ".syncagent", env
 
 
 def _not_xroads(state: Path) -> list[str]:
@@ -60,9 +40,9 @@ def _not_xroads(state: Path) -> list[str]:
 
 
 def test_commands_run_as_root_leave_the_state_dir_the_agents(
-    agent: Path, sshd: Sshd, primary_tree: Path, area: Path
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
 ) -> None:
-    run, state = _setup(agent, sshd, primary_tree, area)
+    run, state = _setup(xroad_agent, sshd, primary_tree, xroad_area)
     first = run("once", user="xroad")
     assert first.returncode == 0, first.stdout + first.stderr
 
@@ -87,11 +67,11 @@ def test_commands_run_as_root_leave_the_state_dir_the_agents(
 
 
 def test_the_agent_names_what_it_cannot_use_and_repairs_what_it_can(
-    agent: Path, sshd: Sshd, primary_tree: Path, area: Path
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
 ) -> None:
     """Files an older version (or a hand) left root's: the expendable ones are replaced, the
     record is named with its owner and the fix, as reason permission (exit 1)."""
-    run, state = _setup(agent, sshd, primary_tree, area)
+    run, state = _setup(xroad_agent, sshd, primary_tree, xroad_area)
     assert run("once", user="xroad").returncode == 0
     (state / "status.json").write_text("{}")
     for name in ("current.json", "status.json"):
@@ -113,9 +93,9 @@ def test_the_agent_names_what_it_cannot_use_and_repairs_what_it_can(
 
 
 def test_another_unprivileged_user_is_told_whom_to_run_as(
-    agent: Path, sshd: Sshd, primary_tree: Path, area: Path
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
 ) -> None:
-    run, state = _setup(agent, sshd, primary_tree, area)
+    run, state = _setup(xroad_agent, sshd, primary_tree, xroad_area)
     assert run("pause", user="xroad").returncode == 0
     res = run("resume", user="xroad-slave")
     assert res.returncode == 1
@@ -132,21 +112,21 @@ def _status(run: Run) -> dict[str, Any]:
 
 
 def test_a_daemon_run_as_xroad_keeps_syncing_after_roots_rollback(
-    agent: Path, sshd: Sshd, primary_tree: Path, area: Path
+    xroad_agent: Path, sshd: Sshd, primary_tree: Path, xroad_area: Path
 ) -> None:
     """The reported case end to end: `kubectl exec ... syncagent rollback` (root), `resume`, and
     the daemon (xroad) follows the primary again instead of failing every sync."""
-    run, state, env = _setup_env(agent, sshd, primary_tree, area)
+    run, state, env = _setup_env(xroad_agent, sshd, primary_tree, xroad_area)
     daemon_env = {
         **env,
         "SYNCAGENT_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "SYNCAGENT_SYNC_INTERVAL": "1",
         "SYNCAGENT_SYNC_JITTER": "0",
     }
-    log = area / "daemon.log"
+    log = xroad_area / "daemon.log"
     with log.open("wb") as out:
         daemon = subprocess.Popen(
-            ["setpriv", "--reuid=xroad", "--regid=xroad", "--init-groups", str(agent), "run"],
+            ["setpriv", "--reuid=xroad", "--regid=xroad", "--init-groups", str(xroad_agent), "run"],
             env=daemon_env,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -5,13 +5,12 @@ and never touches the files X-Road 8's packages write per node (their TLS names,
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 from support.config import settings_for
 from support.sshd import Sshd, fresh_subdir
-from support.trees import age
+from support.trees import age, as_primary
 from support.xroad_etc import EtcTree, build_xroad8_etc
 
 from syncagent.engine import sync
@@ -29,12 +28,7 @@ PER_NODE = {
 def primary8(tree_area: Path) -> EtcTree:
     root = fresh_subdir(tree_area, "xroad8")
     tree = build_xroad8_etc(root)
-    if os.geteuid() == 0:
-        import pwd
-
-        xroad = pwd.getpwnam("xroad")
-        os.chown(root, xroad.pw_uid, xroad.pw_gid)
-    age(root)
+    as_primary(root)
     return tree
 
 

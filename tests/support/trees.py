@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import shutil
 import stat
 import time
@@ -80,6 +81,15 @@ def node_local(target: Path) -> dict[str, bytes]:
 def live_state(target: Path) -> dict[str, tuple[object, ...]]:
     """Everything in the live tree, metadata included, except the agent's private state dir."""
     return snapshot(target, PathFilter.build(protected=("/.syncagent/",)), with_ids=True)
+
+
+def as_primary(root: Path) -> None:
+    """A tree a builder just wrote, made a primary's: its root owned by xroad (as root can),
+    and everything in it aged, so the read-only account reads it through group xroad."""
+    if os.geteuid() == 0:
+        xroad = pwd.getpwnam("xroad")
+        os.chown(root, xroad.pw_uid, xroad.pw_gid)
+    age(root)
 
 
 def age(root: Path) -> None:

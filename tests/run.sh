@@ -3,16 +3,18 @@
 #   bash tests/run.sh [pytest args...]
 # Installs, when missing: OpenSSH server/client, rsync, Prometheus and promtool, systemd-analyze,
 # iproute2 and nftables (network fault tests), systemd-container and debootstrap (the unit under
-# a real systemd, booted with systemd-nspawn), podman and runc (the image built and run), then a
-# venv in .venv with the project and its test extras. Needs root for apt and for the sshd
-# fixtures (they create the xroad and xroad-slave accounts a primary has).
+# a real systemd, booted with systemd-nspawn), podman and runc (the images built and run), and
+# what `podman kube play` needs besides: catatonit (podman builds its pod pause image with it)
+# and iptables (netavark's bridge networks); then a venv in .venv with the project and its test
+# extras. Needs root for apt and for the sshd fixtures (they create the xroad and xroad-slave
+# accounts a primary has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   openssh-server openssh-client rsync prometheus systemd iproute2 nftables bash procps
   systemd-container debootstrap debian-archive-keyring
-  podman runc netavark aardvark-dns
+  podman runc netavark aardvark-dns catatonit iptables
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -298,7 +298,9 @@ def cluster() -> Iterator[Cluster]:
         if "persistentVolumeClaim" in v
     ]
     area = make_traversable_dir("syncagent-kube-")
-    with exclusive():
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, area, ignore_errors=True)
+        cleanup.enter_context(exclusive())
         secrets = operator_secrets(area)
         assert referenced_secrets([primary_doc, deployment]) == set(secrets), (
             "the manifests reference Secrets this test does not make"
@@ -306,20 +308,20 @@ def cluster() -> Iterator[Cluster]:
         primary = adapt(primary_doc, secrets, services, area)
         secondary = adapt(deployment, secrets, services, area)
         remove_all(podman, pods, claim, primary.env_secrets | secondary.env_secrets)
-        # the images under the names the manifests pull (imagePullPolicy IfNotPresent)
-        for tag, doc in ((PRIMARY_IMAGE, primary_doc), (IMAGE, deployment)):
-            podman("tag", tag, pod_spec(doc)["containers"][0]["image"])
-        for name in primary.env_secrets | secondary.env_secrets:
-            podman("secret", "create", name, "-", input=env_secret_json(secrets[name]))
-        podman("network", "create", "--internal", NETWORK)
-        podman("volume", "create", claim)
-        config = Path(
-            podman("volume", "inspect", "--format", "{{.Mountpoint}}", claim).stdout.strip()
-        )
-        build_primary_tree(config, mtime=time.time() - 3600, owner=XROAD_IDS)
-        os.chown(config, *XROAD_IDS)
-        t0 = time.monotonic()
         try:
+            # the images under the names the manifests pull (imagePullPolicy IfNotPresent)
+            for tag, doc in ((PRIMARY_IMAGE, primary_doc), (IMAGE, deployment)):
+                podman("tag", tag, pod_spec(doc)["containers"][0]["image"])
+            for name in primary.env_secrets | secondary.env_secrets:
+                podman("secret", "create", name, "-", input=env_secret_json(secrets[name]))
+            podman("network", "create", "--internal", NETWORK)
+            podman("volume", "create", claim)
+            config = Path(
+                podman("volume", "inspect", "--format", "{{.Mountpoint}}", claim).stdout.strip()
+            )
+            build_primary_tree(config, mtime=time.time() - 3600, owner=XROAD_IDS)
+            os.chown(config, *XROAD_IDS)
+            t0 = time.monotonic()
             podman(
                 "kube",
                 "play",
@@ -362,7 +364,6 @@ def cluster() -> Iterator[Cluster]:
             remove_all(podman, pods, claim, primary.env_secrets | secondary.env_secrets)
             for tag, doc in ((PRIMARY_IMAGE, primary_doc), (IMAGE, deployment)):
                 podman("untag", tag, pod_spec(doc)["containers"][0]["image"], check=False)
-            shutil.rmtree(area, ignore_errors=True)
 
 
 # ---- the primary image ------------------------------------------------------------------------

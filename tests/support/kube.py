@@ -39,7 +39,7 @@ ADAPTATIONS = {
     ),
     "ports": (
         "`ports` dropped: podman 4.3 publishes every `containerPort` on the same port of the "
-        "host (the two secondaries would collide, and 22 is the host's sshd)"
+        "host, on all its addresses (the two secondaries would collide on each port)"
     ),
     "probe ports": (
         "named probe ports resolved to their numbers from the dropped `ports`: podman 4.3 "

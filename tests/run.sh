@@ -3,17 +3,19 @@
 #   bash tests/run.sh [pytest args...]
 # Installs, when missing: OpenSSH server/client, rsync, Prometheus and promtool, systemd-analyze,
 # iproute2 and nftables (network fault tests), systemd-container and debootstrap (the unit under
-# a real systemd, booted with systemd-nspawn), podman and runc (the image built and run), a JDK
-# with commons-configuration2 and SnakeYAML (tests/oracle: X-Road's own readers), then a
-# venv in .venv with the project and its test extras. Needs root for apt and for the sshd
-# fixtures (they create the xroad and xroad-slave accounts a primary has).
+# a real systemd, booted with systemd-nspawn), podman and runc (the images built and run), and
+# what `podman kube play` needs besides: catatonit (podman builds its pod pause image with it)
+# and iptables (netavark's bridge networks); then a venv in .venv with the project and its test
+# extras, and a JDK with commons-configuration2 and SnakeYAML (tests/oracle: X-Road's own
+# readers). Needs root for apt and for the sshd fixtures (they create the xroad and xroad-slave
+# accounts a primary has).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   openssh-server openssh-client rsync prometheus systemd iproute2 nftables bash procps
   systemd-container debootstrap debian-archive-keyring
-  podman runc netavark aardvark-dns
+  podman runc netavark aardvark-dns catatonit iptables
   default-jdk-headless libcommons-configuration2-java libyaml-snake-java
 )
 missing=()

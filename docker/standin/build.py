@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Build a stand-in for the X-Road sidecar *secondary* image, offline, and `podman import` it.
+"""Build a stand-in for an X-Road sidecar *secondary* or *primary* image, offline, and
+`podman import` it.
 
-    python3 docker/standin/build.py [--suite bookworm] [--tag TAG] [--mirror URL]
+    python3 docker/standin/build.py [--role secondary|primary] [--suite bookworm] [--tag TAG]
+                                    [--mirror URL]
 
 Needs root, debootstrap and podman. Prints the tag on stdout; progress goes to stderr.
 
-The real base (niis/xroad-security-server-sidecar:<version>-secondary) comes from a registry
-that the test machines cannot reach, so this makes an image that gives docker/Dockerfile and
-syncagent exactly what the real one gives them, from a debootstrapped Debian rootfs:
+The real bases (niis/xroad-security-server-sidecar:<version>-secondary and -primary) come from
+a registry that the test machines cannot reach, so this makes an image that gives
+docker/Dockerfile (secondary) or docker/Dockerfile.primary (primary) and syncagent exactly what
+the real one gives them, from a debootstrapped Debian rootfs:
 
 - python3 (bookworm: 3.11, the agent's floor), supervisor with the distribution's stock
   /etc/supervisor/supervisord.conf, crudini, cron, rsync, openssh-client, procps;
@@ -20,12 +23,19 @@ syncagent exactly what the real one gives them, from a debootstrapped Debian roo
   gRPC key step's xroad-base.sh;
 - CMD /root/entrypoint.sh, as the real image.
 
+`--role primary` makes the primary's instead: openssh-server too, node.ini type=master, the
+read-only sync account xroad-slave (in group xroad, as X-Road's load-balancer guide creates it),
+no SSH host keys in the image (the entrypoint makes them at start, as the real one does), and
+rootfs-primary/ over rootfs/: the balancer primary's /root/entrypoint.sh (host keys, /etc/xroad
+group-readable, authorized_keys linked to the Secret's /etc/.ssh/id_rsa.pub) and an xroad.conf
+with [program:sshd] beside the X-Road programs and cron.
+
 `--suite bullseye` (Python 3.9) makes a base as old, for Python, as the sidecar images before
 7.5.0 (bionic 3.6, focal 3.8): docker/Dockerfile must refuse it.
 
 Cached on this machine: the rootfs tarball under /var/cache/syncagent-test/standin/ (or
-$SYNCAGENT_TEST_CACHE/standin/), keyed by a hash of every input (suite, mirror, packages,
-debootstrap's version, this script, rootfs/); the image carries the key as a label. A second
+$SYNCAGENT_TEST_CACHE/standin/), keyed by a hash of every input (role, suite, mirror, packages,
+debootstrap's version, this script, the overlays); the image carries the key as a label. A second
 run with the same inputs does nothing; a fresh machine builds once (debootstrap: about a minute).
 """
 
@@ -44,7 +54,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OVERLAY = HERE / "rootfs"
+OVERLAYS = {"secondary": (HERE / "rootfs",), "primary": (HERE / "rootfs", HERE / "rootfs-primary")}
 CACHE = Path(os.environ.get("SYNCAGENT_TEST_CACHE", "/var/cache/syncagent-test")) / "standin"
 MIRROR = "http://deb.debian.org/debian"
 REPOSITORY = "localhost/xroad-sidecar-standin"
@@ -63,6 +73,7 @@ PACKAGES = (
     "rsync",
     "supervisor",
 )
+ROLE_PACKAGES = {"secondary": (), "primary": ("openssh-server",)}
 # What dpkg-query prints for xroad-proxy in a noble-based sidecar (the slim base records it).
 XROAD_VERSION = "7.6.2-1.ubuntu24.04"
 
@@ -80,12 +91,28 @@ chmod 0750 /etc/xroad/conf.d /etc/xroad/ssl
 mkdir -p /usr/share/xroad/config
 printf '%s' "$XROAD_VERSION" >/usr/share/xroad/config/VERSION
 cp /usr/share/xroad/config/VERSION /etc/xroad/VERSION
-# as the secondary Dockerfile does it
+chown root:root /root/entrypoint.sh /etc/supervisor/conf.d/xroad.conf
+chmod 0755 /root/entrypoint.sh
+"""
+# What the secondary and the primary layers add on the common base.
+ROLE_CUSTOMIZE = {
+    "secondary": r"""
 crudini --set /etc/xroad/conf.d/node.ini node type 'slave'
 chown xroad:xroad /etc/xroad/conf.d/node.ini
 rm -f /etc/cron.d/xroad-*
-chown root:root /root/entrypoint.sh /etc/supervisor/conf.d/xroad.conf
-chmod 0755 /root/entrypoint.sh
+""",
+    "primary": r"""
+crudini --set /etc/xroad/conf.d/node.ini node type 'master'
+chown xroad:xroad /etc/xroad/conf.d/node.ini
+rm -f /etc/cron.d/xroad-*
+# the load-balancer guide's sync account: a system user in group xroad, so it reads /etc/xroad
+adduser --quiet --system --shell /bin/bash --ingroup xroad --home /home/xroad-slave xroad-slave
+install -d -m 0755 /home/xroad-slave/.ssh
+# no host keys in the image: the entrypoint makes them when a container starts
+rm -f /etc/ssh/ssh_host_*
+""",
+}
+CLEANUP = r"""
 apt-get clean
 rm -rf /var/lib/apt/lists/* /etc/resolv.conf /etc/hostname
 """
@@ -104,19 +131,25 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def inputs(suite: str, mirror: str) -> dict[str, object]:
+def packages(role: str) -> tuple[str, ...]:
+    return PACKAGES + ROLE_PACKAGES[role]
+
+
+def inputs(role: str, suite: str, mirror: str) -> dict[str, object]:
     debootstrap = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", "debootstrap"], capture_output=True, text=True
     ).stdout
     overlay = sorted(
-        (str(p.relative_to(OVERLAY)), oct(p.stat().st_mode & 0o7777), sha256(p))
-        for p in OVERLAY.rglob("*")
+        (str(p.relative_to(HERE)), oct(p.stat().st_mode & 0o7777), sha256(p))
+        for o in OVERLAYS[role]
+        for p in o.rglob("*")
         if p.is_file()
     )
     return {
+        "role": role,
         "suite": suite,
         "mirror": mirror,
-        "packages": PACKAGES,
+        "packages": packages(role),
         "debootstrap": debootstrap,
         "xroad_version": XROAD_VERSION,
         "script": sha256(Path(__file__)),
@@ -124,20 +157,21 @@ def inputs(suite: str, mirror: str) -> dict[str, object]:
     }
 
 
-def build_rootfs(suite: str, mirror: str, tarball: Path) -> None:
+def build_rootfs(role: str, suite: str, mirror: str, tarball: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=CACHE))
     root = work / "root"
     try:
         t0 = time.monotonic()
         run(
-            ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), suite,
+            ["debootstrap", "--variant=minbase", "--include=" + ",".join(packages(role)), suite,
              str(root), mirror],
             stdout=subprocess.DEVNULL,
         )
-        log(f"debootstrap {suite}: {time.monotonic() - t0:.0f}s")
-        shutil.copytree(OVERLAY, root, dirs_exist_ok=True, symlinks=True)
+        log(f"debootstrap {suite} ({role}): {time.monotonic() - t0:.0f}s")
+        for overlay in OVERLAYS[role]:  # later ones over earlier ones
+            shutil.copytree(overlay, root, dirs_exist_ok=True, symlinks=True)
         run(
-            ["chroot", str(root), "/bin/bash", "-c", CUSTOMIZE],
+            ["chroot", str(root), "/bin/bash", "-c", CUSTOMIZE + ROLE_CUSTOMIZE[role] + CLEANUP],
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XROAD_VERSION": XROAD_VERSION,
                  "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"},
         )
@@ -149,7 +183,12 @@ def build_rootfs(suite: str, mirror: str, tarball: Path) -> None:
             f"{time.monotonic() - t0:.0f}s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for old in CACHE.glob(f"{suite}-*.tar"):  # older inputs of this suite: never used again
+    # older inputs of this role and suite (and, for the secondary, the names from before
+    # roles): never used again
+    stale = list(CACHE.glob(f"{suite}-{role}-*.tar"))
+    if role == "secondary":
+        stale += CACHE.glob(f"{suite}-" + "[0-9a-f]" * 16 + ".tar")
+    for old in stale:
         if old != tarball:
             log(f"pruning {old.name}")
             old.unlink()
@@ -164,13 +203,13 @@ def image_key(tag: str) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
-def build(suite: str, tag: str, mirror: str) -> str:
+def build(role: str, suite: str, tag: str, mirror: str) -> str:
     CACHE.mkdir(parents=True, exist_ok=True)
-    spec = inputs(suite, mirror)
+    spec = inputs(role, suite, mirror)
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    tarball = CACHE / f"{suite}-{key}.tar"
-    # One builder per suite at a time (parallel test runs, a second terminal).
-    with (CACHE / f"{suite}.lock").open("w") as lock:
+    tarball = CACHE / f"{suite}-{role}-{key}.tar"
+    # One builder per role and suite at a time (parallel test runs, a second terminal).
+    with (CACHE / f"{suite}-{role}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image_key(tag) == key:
             log(f"{tag} is up to date ({key})")
@@ -178,14 +217,14 @@ def build(suite: str, tag: str, mirror: str) -> str:
         if tarball.exists():
             log(f"cached rootfs {tarball}")
         else:
-            build_rootfs(suite, mirror, tarball)
+            build_rootfs(role, suite, mirror, tarball)
         run(
             ["podman", "import",
              "--change", 'CMD ["/root/entrypoint.sh"]',
              "--change", "ENV DEBIAN_FRONTEND=noninteractive",
              "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
              "--change", f"LABEL {LABEL}={key}",
-             "--message", f"syncagent test stand-in for the X-Road sidecar secondary ({suite})",
+             "--message", f"syncagent test stand-in for the X-Road sidecar {role} ({suite})",
              str(tarball), tag],
             stdout=subprocess.DEVNULL,
         )
@@ -194,16 +233,18 @@ def build(suite: str, tag: str, mirror: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--role", default="secondary", choices=sorted(OVERLAYS),
+                    help="which sidecar image to stand in for (default secondary)")
     ap.add_argument("--suite", default="bookworm", help="Debian suite (default bookworm)")
-    ap.add_argument("--tag", help=f"default {REPOSITORY}:secondary for bookworm, "
-                                  f"{REPOSITORY}:<suite>-secondary otherwise")
+    ap.add_argument("--tag", help=f"default {REPOSITORY}:<role> for bookworm, "
+                                  f"{REPOSITORY}:<suite>-<role> otherwise")
     ap.add_argument("--mirror", default=os.environ.get("SYNCAGENT_STANDIN_MIRROR", MIRROR))
     args = ap.parse_args()
     if os.geteuid() != 0:
         ap.error("run as root (debootstrap, chroot, rootful podman)")
-    tag = args.tag or (f"{REPOSITORY}:secondary" if args.suite == "bookworm"
-                       else f"{REPOSITORY}:{args.suite}-secondary")
-    print(build(args.suite, tag, args.mirror))
+    tag = args.tag or (f"{REPOSITORY}:{args.role}" if args.suite == "bookworm"
+                       else f"{REPOSITORY}:{args.suite}-{args.role}")
+    print(build(args.role, args.suite, tag, args.mirror))
     return 0
 
 

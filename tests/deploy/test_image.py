@@ -39,10 +39,9 @@ from support.podman import (
     STANDIN,
     STANDIN_OLD,
     STANDIN_PYTHON,
-    WHEELHOUSE_IN_BUILD,
     Container,
     Podman,
-    wheelhouse,
+    built,
 )
 from support.sshd import Sshd, free_port, fresh_subdir, make_traversable_dir
 from support.trees import age
@@ -88,30 +87,10 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images() -> Iterator[Images]:
-    podman = Podman.here()
-    t0 = time.monotonic()
-    # The two stand-in bases (debootstrap, about a minute each when cold) and the wheelhouse
-    # (pip download) at the same time.
-    builds = {suite: podman.standin(suite) for suite in ("bookworm", "bullseye")}
-    wheels = wheelhouse()
-    timings = {"wheelhouse": time.monotonic() - t0}
-    for suite, proc in builds.items():
-        proc.communicate(timeout=900)
-        log = (podman.conf.parent / f"standin-{suite}.log").read_text()
-        assert proc.returncode == 0, f"docker/standin/build.py --suite {suite}:\n{log[-4000:]}"
-        timings[f"standin {suite}"] = time.monotonic() - t0
-    assert podman.python_version(STANDIN) == STANDIN_PYTHON, "the wheelhouse is for 3.11"
-    t1 = time.monotonic()
-    res = podman.build(
-        IMAGE,
-        REPO,
-        DOCKER / "Dockerfile",
-        build_args={"BASE": STANDIN, "WHEELHOUSE": WHEELHOUSE_IN_BUILD},
-        volumes=[f"{wheels}:{WHEELHOUSE_IN_BUILD}:ro"],
-    )
-    timings["image build"] = time.monotonic() - t1
-    print(f"image test setup: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
-    yield Images(podman, res.stdout + res.stderr, timings)
+    """The stand-ins and the images, built once per session (support.podman.built, shared with
+    test_kube.py)."""
+    done = built(Podman.here())
+    yield Images(done.podman, done.outputs[IMAGE], done.timings)
 
 
 # ---- the primary and what a pod mounts ----------------------------------------------------------

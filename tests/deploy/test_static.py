@@ -9,6 +9,7 @@ live elsewhere.
 from __future__ import annotations
 
 import base64
+import importlib.resources
 import os
 import pwd
 import re
@@ -44,9 +45,13 @@ STRIP = DOCKER / "strip_first_sync.py"
 STANDIN_SCRIPTS = (
     DOCKER / "standin" / "rootfs" / "root" / "entrypoint.sh",
     DOCKER / "standin" / "rootfs" / "usr" / "share" / "xroad" / "scripts" / "xroad-base.sh",
+    DOCKER / "standin" / "rootfs-primary" / "root" / "entrypoint.sh",
 )
 HOST_KEYS_SCRIPT = K8S / "make-host-key-secrets.sh"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
+SSHD_DROPIN = DOCKER / "sshd" / "xroad-sync.conf"
+DOCKERFILES = (DOCKER / "Dockerfile", DOCKER / "Dockerfile.primary")
+OLDEST_KUBERNETES = (1, 28)  # the oldest minor sidecar users run
 
 
 def tool(name: str) -> str:
@@ -233,11 +238,48 @@ def test_yamllint_strict() -> None:
     assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
 
 
-def test_kubernetes_validate_strict() -> None:
+def schema_versions() -> list[str]:
+    """Every Kubernetes minor from OLDEST_KUBERNETES to the newest whose OpenAPI schemas
+    kubernetes-validate carries (offline, in the package)."""
+    schemas = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    minors = {
+        (int(m.group(1)), int(m.group(2)))
+        for d in schemas.iterdir()
+        if (m := re.match(r"v(\d+)\.(\d+)\.\d+-local-strict$", d.name))
+    }
+    return [f"{a}.{b}" for a, b in sorted(minors) if (a, b) >= OLDEST_KUBERNETES]
+
+
+@pytest.fixture(scope="module")
+def generated_secrets(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The two Secrets make-host-key-secrets.sh writes: shipped too, as the script's output."""
+    require_tool("ssh-keygen")
+    out = tmp_path_factory.mktemp("secrets")
+    res = run("bash", HOST_KEYS_SCRIPT, out)
+    assert res.returncode == 0, res.stderr
+    return sorted(out.glob("*.yaml"))
+
+
+def test_schema_versions_span_the_supported_range() -> None:
+    versions = schema_versions()
+    assert versions[0] == "1.28", versions
+    minors = [int(v.split(".")[1]) for v in versions]
+    assert minors == list(range(minors[0], minors[-1] + 1)), "a minor is missing"
+    assert minors[-1] >= 33, versions  # the locked kubernetes-validate carries 1.37
+
+
+@pytest.mark.parametrize("version", schema_versions())
+def test_manifests_validate_against_the_kubernetes_schemas(
+    version: str, generated_secrets: list[Path]
+) -> None:
+    """Every shipped manifest, and the Secrets the shipped script makes, against the official
+    OpenAPI schemas of ``version``, strictly (unknown fields fail)."""
+    files = [*MANIFESTS, *generated_secrets]
     assert MANIFESTS
-    res = run(tool("kubernetes-validate"), "--strict", *MANIFESTS)
+    res = run(tool("kubernetes-validate"), "--strict", "-k", f"{version}.0", *files)
     assert res.returncode == 0, res.stdout + res.stderr
-    resources = sum(len(yaml_docs(m)) for m in MANIFESTS)
+    resources = sum(len(yaml_docs(f)) for f in files)
+    assert res.stdout.count(f" against version {version}\n") == resources, res.stdout
     assert res.stdout.count(" passed for resource ") == resources, res.stdout
 
 
@@ -295,17 +337,59 @@ def test_secondary_mounts_match_the_image_config() -> None:
     assert {i["path"] for i in volumes["secret-ssh-sidecar"]["secret"]["items"]} >= {"id_rsa"}
 
 
-def test_primary_host_keys_are_where_sshd_looks() -> None:
-    dropin = yaml_docs(K8S / "primary-sshd.yaml")[0]["data"]["xroad-sync.conf"]
-    pod = yaml_docs(K8S / "primary-pod.yaml")[0]
+def test_primary_mounts_are_where_the_image_looks() -> None:
+    """The drop-in's HostKey files and its key command read the primary Pod's Secret mounts,
+    and the primary image installs the drop-in where sshd includes it."""
+    dropin = SSHD_DROPIN.read_text()
+    pod = yaml_docs(K8S / "primary-pod.yaml")[1]
+    assert pod["kind"] == "Pod"
     mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     keydir = mounts["primary-host-keys"]["mountPath"].rstrip("/")
     hostkeys = re.findall(r"^HostKey (\S+)$", dropin, re.M)
     assert hostkeys and all(str(Path(h).parent) == keydir for h in hostkeys)
-    assert mounts["primary-sshd"]["mountPath"] == "/etc/ssh/sshd_config.d/xroad-sync.conf"
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["primary-host-keys"]["secret"]["secretName"] == "secret-primary-host-keys"
     assert volumes["primary-host-keys"]["secret"]["defaultMode"] == 0o400
+    assert "subPath" not in mounts["primary-host-keys"], "a subPath mount never sees rotation"
     assert "fsGroup" not in pod["spec"].get("securityContext", {})
+    (command,) = re.findall(r"^\s+AuthorizedKeysCommand (\S+) (\S+)$", dropin, re.M)
+    items = volumes["secret-ssh-sidecar"]["secret"]["items"]
+    assert command[1] == mounts["secret-ssh-sidecar"]["mountPath"].rstrip("/") + "/" + next(
+        i["path"] for i in items if i["key"] == "public-key"
+    )
+    assert (
+        "COPY docker/sshd/xroad-sync.conf /etc/ssh/sshd_config.d/xroad-sync.conf"
+        in (DOCKER / "Dockerfile.primary").read_text()
+    )
+    # the Service the secondaries reach selects this Pod
+    service = yaml_docs(K8S / "primary-pod.yaml")[0]
+    assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    env = {e["name"]: e.get("value") for e in _container()["env"]}
+    assert env["XROAD_PRIMARY_DNS"] == service["metadata"]["name"]
+
+
+def test_primary_image_config_publishes_where_secondaries_look() -> None:
+    """The primary image's publisher writes where a secondary looks by default
+    (primary.publish_dir = auto), serves the port the Pod declares and Prometheus scrapes,
+    and publishes the profile the secondaries sync."""
+    from syncagent import settings
+
+    s, problems = settings.load(DOCKER / "syncagent-primary.toml", env={}, needs_primary=False)
+    assert problems == [] and s is not None
+    secondary, problems = settings.load(
+        DOCKER / "syncagent.toml", env={"XROAD_PRIMARY_DNS": "primary.test"}
+    )
+    assert problems == [] and secondary is not None
+    assert secondary.primary.publish_dir == "auto"
+    assert str(s.publish.dir) == secondary.primary.published_root
+    assert s.sync.profile == secondary.sync.profile == "sidecar"
+    assert s.publish.source == secondary.sync.target
+    pod = yaml_docs(K8S / "primary-pod.yaml")[1]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    port = int(s.publish.listen.rpartition(":")[2])
+    assert ports["publisher"] == port == int(pod["metadata"]["annotations"]["prometheus.io/port"])
+    assert f"EXPOSE {port}" in (DOCKER / "Dockerfile.primary").read_text()
 
 
 # --- primary host keys and sshd ------------------------------------------------------------
@@ -384,7 +468,7 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
         run(
             "ssh-keygen", "-q", "-t", t, "-N", "", "-f", keydir / f"ssh_host_{t}_key"
         ).check_returncode()
-    dropin = yaml_docs(K8S / "primary-sshd.yaml")[0]["data"]["xroad-sync.conf"]
+    dropin = SSHD_DROPIN.read_text()
     confd = tmp_path / "sshd_config.d"
     confd.mkdir()
     (confd / "xroad-sync.conf").write_text(dropin.replace("/etc/ssh/xroad-host-keys", str(keydir)))
@@ -415,12 +499,17 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
     ):
         assert slave[key] == ["no"], key
     assert slave["authenticationmethods"] == ["publickey"]
+    # the key by command, not by file: the Secret's mount directory is world-writable
+    assert slave["authorizedkeysfile"] == ["none"]
+    assert slave["authorizedkeyscommand"] == ["/usr/bin/cat /etc/.ssh/id_rsa.pub"]
+    assert slave["authorizedkeyscommanduser"] == ["nobody"]
     assert sorted(slave["hostkey"]) == sorted(
         str(keydir / f"ssh_host_{t}_key") for t in ("ed25519", "ecdsa", "rsa")
     )
     # The Match block ends with the drop-in: other users and later settings are untouched.
     other = effective("admin")
     assert other["forcecommand"] == ["none"]
+    assert other["authorizedkeysfile"] == [".ssh/authorized_keys .ssh/authorized_keys2"]
     assert other["permittty"] == ["yes"]
     assert other["passwordauthentication"] == ["yes"]
 
@@ -428,9 +517,32 @@ def test_primary_sshd_dropin_with_real_sshd(tmp_path: Path) -> None:
 # --- Dockerfile, supervisord program, shell scripts ----------------------------------------
 
 
-def test_hadolint_dockerfile() -> None:
-    res = run(tool("hadolint"), DOCKER / "Dockerfile")
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_dockerfile(dockerfile: Path) -> None:
+    res = run(tool("hadolint"), dockerfile)
     assert res.returncode == 0 and res.stdout == "", res.stdout + res.stderr
+
+
+def copied_from_context(dockerfile: Path) -> list[str]:
+    return [
+        item
+        for line in re.findall(r"^COPY (.+)$", dockerfile.read_text(), re.M)
+        if "--from=" not in line
+        for item in line.split()[:-1]
+        if not item.startswith("--")
+    ]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_copies_only_what_its_dockerignore_lets_through(dockerfile: Path) -> None:
+    """Everything COPY'd from the context is let through by the Dockerfile's own .dockerignore."""
+    ignore = Path(f"{dockerfile}.dockerignore").read_text().split()
+    copied = copied_from_context(dockerfile)
+    assert "syncagent" in copied
+    for item in copied:
+        assert (ROOT / item).exists() or item == "README.md", item  # README: another change
+        allowed = {f"!{item}", f"!{item}/"} | {f"!{d}/" for d in Path(item).parents}
+        assert allowed & set(ignore), item
 
 
 def test_dockerfile_contract() -> None:
@@ -440,20 +552,32 @@ def test_dockerfile_contract() -> None:
     assert "crudini --existing=section --del /etc/supervisor/conf.d/xroad.conf program:cron" in text
     assert "rm -f /etc/cron.d/xroad-state-sync" in text
     assert 'CMD ["/usr/local/bin/syncagent-entrypoint"]' in text
-    # Everything COPY'd from the context is let through by the Dockerfile's .dockerignore.
-    ignore = (DOCKER / "Dockerfile.dockerignore").read_text().split()
-    copied = [
-        item
-        for line in re.findall(r"^COPY (.+)$", text, re.M)
-        if "--from=" not in line
-        for item in line.split()[:-1]
-        if not item.startswith("--")
-    ]
-    assert "docker/syncagent-entrypoint.sh" in copied
-    for item in copied:
-        assert (ROOT / item).exists() or item == "README.md", item  # README: another change
-        allowed = {f"!{item}", f"!{item}/"} | {f"!{d}/" for d in Path(item).parents}
-        assert allowed & set(ignore), item
+    assert "docker/syncagent-entrypoint.sh" in copied_from_context(DOCKER / "Dockerfile")
+
+
+def test_primary_dockerfile_contract() -> None:
+    """The primary image: FROM a primary tag, the agent built exactly as for the secondary
+    (same locked, hash-checked install), the publisher's program, the drop-in, the base's own
+    entrypoint kept (no CMD of ours)."""
+    text = (DOCKER / "Dockerfile.primary").read_text()
+    assert re.search(r"^ARG BASE=niis/xroad-security-server-sidecar:[\w.]+-primary$", text, re.M)
+
+    def venv_step(t: str) -> str:
+        m = re.search(r"^RUN python3 -m venv /opt/syncagent .*?(?=\n\n)", t, re.M | re.S)
+        assert m, "the venv step"
+        return m.group(0)
+
+    assert venv_step(text) == venv_step((DOCKER / "Dockerfile").read_text())
+    copied = copied_from_context(DOCKER / "Dockerfile.primary")
+    assert {
+        "docker/syncagent-primary.toml",
+        "docker/supervisor/syncagent-publish.conf",
+        "docker/sshd/xroad-sync.conf",
+    } <= set(copied)
+    assert "CMD" not in re.findall(r"^(\w+)", text, re.M)
+    assert "ENTRYPOINT" not in re.findall(r"^(\w+)", text, re.M)
+    publish_dir = "/var/lib/syncagent /var/lib/syncagent/publish"
+    assert f"install -d -o xroad -g xroad -m 0750 {publish_dir}" in text
 
 
 def test_shellcheck_scripts() -> None:

@@ -14,9 +14,11 @@ Every podman call of the tests goes through ``Podman``, which:
   index or its CA (``wheelhouse``);
 - runs containers on the host network, so they reach the tests' sshd on 127.0.0.1.
 
-The stand-in base is built by docker/standin/build.py itself, the script docker/README.md
+The stand-in bases are built by docker/standin/build.py itself, the script docker/README.md
 names; this module only calls it. Caches live under /var/cache/syncagent-test (or
 $SYNCAGENT_TEST_CACHE): the stand-in rootfs, the wheelhouse; podman keeps images and layers.
+``built`` builds the stand-ins and both images once per test session, for every module that
+runs them (test_image.py, test_kube.py).
 """
 
 from __future__ import annotations
@@ -44,8 +46,21 @@ CACHE = Path(os.environ.get("SYNCAGENT_TEST_CACHE", "/var/cache/syncagent-test")
 STANDIN_BUILD = REPO / "docker" / "standin" / "build.py"
 STANDIN = "localhost/xroad-sidecar-standin:secondary"
 STANDIN_OLD = "localhost/xroad-sidecar-standin:bullseye-secondary"
+STANDIN_PRIMARY = "localhost/xroad-sidecar-standin:primary"
+# tag -> (build.py --role, --suite)
+STANDINS = {
+    STANDIN: ("secondary", "bookworm"),
+    STANDIN_OLD: ("secondary", "bullseye"),
+    STANDIN_PRIMARY: ("primary", "bookworm"),
+}
 STANDIN_PYTHON = "3.11"  # bookworm's python3: what the wheelhouse is built for (checked)
 IMAGE = "localhost/syncagent-secondary:test"
+PRIMARY_IMAGE = "localhost/syncagent-primary:test"
+# image tag -> (its Dockerfile, the stand-in it is built on)
+IMAGES = {
+    IMAGE: (REPO / "docker" / "Dockerfile", STANDIN),
+    PRIMARY_IMAGE: (REPO / "docker" / "Dockerfile.primary", STANDIN_PRIMARY),
+}
 WHEELHOUSE_IN_BUILD = "/wheelhouse"
 
 
@@ -110,17 +125,20 @@ class Podman:
 
     # ---- images ------------------------------------------------------------------------------
 
-    def standin(self, suite: str = "bookworm") -> subprocess.Popen[str]:
-        """Start docker/standin/build.py for ``suite`` (cached: usually a no-op)."""
-        log = CACHE / f"standin-{suite}.log"
-        with log.open("w") as out:
+    def standin(self, suite: str = "bookworm", role: str = "secondary") -> subprocess.Popen[str]:
+        """Start docker/standin/build.py for ``role`` on ``suite`` (cached: usually a no-op)."""
+        with self.standin_log(suite, role).open("w") as out:
             return subprocess.Popen(
-                [sys.executable, str(STANDIN_BUILD), "--suite", suite],
+                [sys.executable, str(STANDIN_BUILD), "--role", role, "--suite", suite],
                 stdout=subprocess.PIPE,
                 stderr=out,
                 text=True,
                 env=self.env,
             )
+
+    @staticmethod
+    def standin_log(suite: str, role: str) -> Path:
+        return CACHE / f"standin-{role}-{suite}.log"
 
     def build(
         self,
@@ -316,6 +334,59 @@ def wheelhouse(python: str = STANDIN_PYTHON) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
+
+
+# ---- everything the image tests build, once per session -----------------------------------------
+
+
+@dataclass
+class Built:
+    """What ``built`` made this session: each build's output and how long each step took."""
+
+    podman: Podman
+    outputs: dict[str, str] = field(default_factory=dict)  # image tag -> podman build's output
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+_SESSION: dict[str, Built] = {}
+
+
+def built(podman: Podman) -> Built:
+    """The stand-in bases (docker/standin/build.py, all at once: debootstrap takes about a minute
+    each when cold) and both images (docker/Dockerfile, docker/Dockerfile.primary) on them, with
+    pip taking every package from the host's wheelhouse. The first caller of a session pays;
+    later ones (another module) get the same result."""
+    if "built" in _SESSION:
+        return _SESSION["built"]
+    result = Built(podman)
+    t0 = time.monotonic()
+    procs = {tag: podman.standin(suite, role) for tag, (role, suite) in STANDINS.items()}
+    wheels = wheelhouse()
+    result.timings["wheelhouse"] = time.monotonic() - t0
+    for tag, proc in procs.items():
+        proc.communicate(timeout=900)
+        role, suite = STANDINS[tag]
+        log = podman.standin_log(suite, role).read_text()
+        assert proc.returncode == 0, (
+            f"docker/standin/build.py --role {role} --suite {suite}:\n{log[-4000:]}"
+        )
+        result.timings[f"standin {role} {suite}"] = time.monotonic() - t0
+    for tag in (STANDIN, STANDIN_PRIMARY):
+        assert podman.python_version(tag) == STANDIN_PYTHON, f"{tag}: the wheelhouse is for 3.11"
+    for tag, (dockerfile, base) in IMAGES.items():
+        t1 = time.monotonic()
+        res = podman.build(
+            tag,
+            REPO,
+            dockerfile,
+            build_args={"BASE": base, "WHEELHOUSE": WHEELHOUSE_IN_BUILD},
+            volumes=[f"{wheels}:{WHEELHOUSE_IN_BUILD}:ro"],
+        )
+        result.outputs[tag] = res.stdout + res.stderr
+        result.timings[f"build {tag}"] = time.monotonic() - t1
+    print(f"image setup: {json.dumps({k: round(v, 1) for k, v in result.timings.items()})}")
+    _SESSION["built"] = result
+    return result
 
 
 @contextlib.contextmanager

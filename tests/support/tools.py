@@ -29,6 +29,17 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
+def require_file(candidates: list[str], what: str) -> str:
+    """The first of ``candidates`` that exists (a helper off PATH, e.g. podman's catatonit);
+    skip locally, fail in CI, when none does."""
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI but not installed (looked for {candidates})")
+    pytest.skip(f"{what} is not installed")
+
+
 def require_root(reason: str) -> None:
     """Skip locally, fail in CI, when not root (accounts, chown and sshd logins need it)."""
     if os.geteuid() == 0:

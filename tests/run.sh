@@ -42,4 +42,4 @@ PY=${PYTHON:-python3}
 
 .venv/bin/ruff check .
 .venv/bin/mypy syncagent tests
-exec .venv/bin/pytest -ra "$@"
+exec .venv/bin/pytest -ra --durations=30 "$@"

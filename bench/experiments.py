@@ -25,6 +25,7 @@ import random
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,17 @@ def noop(bed: Bed, repeats: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def one_change(
-    bed: Bed, repeats: int, tools: tuple[str, ...] | None = None, seed: int = 7
+    bed: Bed,
+    repeats: int,
+    tools: tuple[str, ...] | None = None,
+    seed: int = 7,
+    change: Callable[[int], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Rewrite one random file of the bulk tree on the primary, then every tool syncs it.
+
+    ``change``, if given, makes round ``r``'s change instead (``change(r)``, on the primary):
+    for trees whose files the agent validates, where random bytes would be refused (the
+    security server tree: a counter line in conf.d/local.ini, ``infra.change_counter``).
 
     With a publisher, the change is published before any tool runs (the publisher alone on the
     machine: the time to publish it is measured, and no build lands on another tool's sync);
@@ -216,17 +225,21 @@ def one_change(
     time to publish + their sync: write -> applied for a secondary that read HEAD the moment
     it moved (the daemon reads it every ``sync.poll``: the propagation experiment)."""
     tools = tools or bed.tools
-    files = bulk_files(bed.remote)
+    files = bulk_files(bed.remote) if change is None else []
     rng = random.Random(seed)
     published: list[dict[str, Any]] = []
     publisher = bed.publisher if any(t in PUB_TOOLS for t in tools) else None
 
-    def before(_r: int) -> None:
-        path = rng.choice(files)
+    def before(r: int) -> None:
+        write: Callable[[], None] = (
+            functools.partial(change_file, rng.choice(files))
+            if change is None
+            else functools.partial(change, r)
+        )
         if publisher is None:
-            change_file(path)
+            write()
         else:
-            published.append(publisher.publish(lambda: change_file(path)))
+            published.append(publisher.publish(write))
 
     runs = _rounds(bed, repeats, tools, before=before)
     for tool in PUB_TOOLS:

@@ -287,6 +287,32 @@ def build_bulk(root: Path, files: int, total_bytes: int, seed: int = 1) -> None:
     os.utime(root, (OLD, OLD))
 
 
+def build_security_server(root: Path) -> int:
+    """The security server tree: what X-Road 7's packages install in /etc/xroad plus the files
+    the guides tell an operator to create (``tests/support/xroad_etc.py: build_xroad7_etc``,
+    ~70 files: every conf.d INI and logback XML, services/*.conf, jetty, a real keyconf.xml
+    and softToken ``.p12`` keys, globalconf, ssl keys, gpghome). Modes are the builder's (real
+    X-Road's: softtoken 0750, .p12 0640, ssl keys 0660, gpghome 0700); owned ``xroad:xroad``
+    like the other trees, so the read-only ``xroad-slave`` (group xroad) reads it; every mtime
+    an hour old. ``xroad.properties`` lands beside the tree (root's), not in it. Returns the
+    number of files the builder wrote."""
+    # The builder is the test suite's fixture code, not shipped in the syncagent package: the
+    # bench imports it from the tests' support package (tests/support), and only here.
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from support.xroad_etc import build_xroad7_etc
+
+    tree = build_xroad7_etc(root)
+    uid, gid = xroad_owner()
+    paths = [root, *root.rglob("*")]
+    for path in paths:
+        os.lchown(path, uid, gid)
+    for path in sorted(paths, key=lambda p: len(p.parts), reverse=True):
+        os.utime(path, (OLD, OLD), follow_symlinks=False)
+    return len(tree.readers)
+
+
 def bulk_files(root: Path) -> list[Path]:
     return sorted((root / "bulk").rglob("*.dat"))
 
@@ -318,6 +344,16 @@ def write_counter(remote: Path, base: bytes, k: int) -> None:
     os.chown(tmp, st.st_uid, st.st_gid)
     tmp.chmod(0o640)
     os.replace(tmp, path)
+
+
+def change_counter(remote: Path, base: bytes, k: int, *, age: float = 10.0) -> None:
+    """A valid one-file change for trees whose files the agent validates (the security server
+    tree): counter ``k`` appended to conf.d/local.ini as ``write_counter`` saves it (an INI
+    comment line), backdated by ``age`` s like ``change_file`` so the settle rule does not
+    apply."""
+    write_counter(remote, base, k)
+    t = time.time() - age
+    os.utime(remote / COUNTER_FILE, (t, t))
 
 
 def new_target(parent: Path, name: str) -> Path:

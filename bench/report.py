@@ -102,10 +102,21 @@ def _prop_row(p: dict[str, Any], name: str) -> dict[str, Any]:
 
 def summarize(doc: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {}
-    for key in ("xroad_first_sync", "xroad_noop", "bulk_first_sync", "bulk_noop", "bulk_change"):
+    for key in (
+        "xroad_first_sync",
+        "xroad_noop",
+        "secsrv_first_sync",
+        "secsrv_noop",
+        "secsrv_change",
+        "bulk_first_sync",
+        "bulk_noop",
+        "bulk_change",
+    ):
         s[key] = _tools(doc.get(key))
     for key, into in (
         ("xroad_noop_bytes", "xroad_noop"),
+        ("secsrv_noop_bytes", "secsrv_noop"),
+        ("secsrv_change_bytes", "secsrv_change"),
         ("bulk_noop_bytes", "bulk_noop"),
         ("bulk_change_bytes", "bulk_change"),
     ):
@@ -605,6 +616,7 @@ def markdown(doc: dict[str, Any], png: str) -> str:
                 ]
             )
     lines += _table(["Measurement", *(HEAD[t] for t in tools), *(h for _, h in ratios)], rows)
+    lines += _secsrv_md(doc, tools, ratios)
 
     rows = []
     with_pub = any("published" in p for p in s["propagation"])
@@ -689,6 +701,55 @@ def markdown(doc: dict[str, Any], png: str) -> str:
     lines += ["", *_table(["Target", "Result", "Met"], rows)]
     lines += ["", f"![propagation latency and fan-out]({png})", ""]
     return "\n".join(lines)
+
+
+def _secsrv_md(doc: dict[str, Any], tools: list[str], ratios: list[tuple[str, str]]) -> list[str]:
+    """The security server tree (tests/support/xroad_etc.py), beside the sample X-Road tree:
+    first sync, no-op, one change; the sample tree's first sync and no-op for comparison."""
+    s = doc["summary"]
+    if not s.get("secsrv_noop"):
+        return []
+    st, xt = doc.get("secsrv_tree", {}), doc.get("xroad_tree", {})
+    rows: list[list[str]] = []
+    for key, label in (
+        ("secsrv_first_sync", "First sync"),
+        ("xroad_first_sync", "(sample tree) First sync"),
+        ("secsrv_noop", "No-op"),
+        ("xroad_noop", "(sample tree) No-op"),
+        ("secsrv_change", "One changed file (conf.d/local.ini)"),
+    ):
+        sec = s.get(key) or {}
+        if not sec:
+            continue
+        metrics = [("wall time", "wall"), ("syncing-side CPU", "cpu")]
+        metrics.append(("primary (sshd) CPU", "primary_cpu"))
+        if key != "secsrv_first_sync" and key != "xroad_first_sync":
+            metrics.append(("bytes on the wire", "bytes"))
+        if key == "secsrv_change" and _get(sec, "agent-pub", "publish_latency"):
+            metrics += [
+                ("publisher's time to publish it (write -> HEAD)", "publish_latency"),
+                ("end-to-end, write -> applied (publish + sync)", "end_to_end"),
+            ]
+        for name, metric in metrics:
+            f = _bytes if metric == "bytes" else _secs if metric in PUBLISH_METRICS else _ms
+            rows.append(
+                [
+                    f"{label}: {name}",
+                    *(f(_get(sec, t, metric)) for t in tools),
+                    *(_x(_get(sec, t, "ratio_vs_a", metric)) for t, _ in ratios),
+                ]
+            )
+    return [
+        "",
+        f"Security server tree ({st.get('files', '?')} files, {st.get('bytes', 0) / 1e3:.0f} KB: "
+        "tests/support/xroad_etc.py `build_xroad7_etc`, what X-Road 7's packages install plus "
+        "what the guides have an operator create, real keyconf.xml and .p12 keys), beside the "
+        f"sample X-Road tree ({xt.get('files', '?')} files, {xt.get('bytes', 0) / 1e3:.0f} KB; "
+        "its first sync: one run per contender). Median (p10-p90); "
+        "the one change appends a comment line to conf.d/local.ini (valid INI), backdated 10 s:",
+        "",
+        *_table(["Measurement", *(HEAD[t] for t in tools), *(h for _, h in ratios)], rows),
+    ]
 
 
 def _published_fanout_md(s: dict[str, Any]) -> list[str]:

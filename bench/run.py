@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import itertools
 import json
 import shutil
 import subprocess
@@ -25,7 +26,18 @@ from syncagent.settings import FIELDS_BY_NAME
 
 from . import background, experiments, report
 from .experiments import Bed
-from .infra import Primary, build_bulk, build_xroad, bulk_files, change_file, loadavg, machine
+from .infra import (
+    COUNTER_FILE,
+    Primary,
+    build_bulk,
+    build_security_server,
+    build_xroad,
+    bulk_files,
+    change_counter,
+    change_file,
+    loadavg,
+    machine,
+)
 from .procs import agent_mode
 from .publisher import PublisherProc
 
@@ -61,6 +73,10 @@ class Params:
     pub_idle_window: float = 60.0  # 10k tree: the publisher idle (X-Road tree: idle_duration)
     fanout_pub_ns: tuple[int, ...] = (100,)
     fanout_poll_window: float = 10.0  # N agents reading HEAD every pub_poll s
+    # security server tree (tests/support/xroad_etc.py): first sync, no-op, one change
+    secsrv_first_sync_repeats: int = 3
+    secsrv_noop_repeats: int = 15
+    secsrv_change_repeats: int = 7
 
 
 QUICK = Params(
@@ -90,6 +106,9 @@ QUICK = Params(
     pub_idle_window=1.0,
     fanout_pub_ns=(4,),
     fanout_poll_window=1.0,
+    secsrv_first_sync_repeats=1,
+    secsrv_noop_repeats=1,
+    secsrv_change_repeats=1,
 )
 
 
@@ -202,6 +221,50 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
             finally:
                 bed.close()
                 doc.setdefault("publisher_xroad", {}).update(pub.summary(), exit=pub.close())
+            loads.append(loadavg())
+            # -- security server tree (tests/support/xroad_etc.py) ---------------------------
+            secsrv = primary.new_tree("xroad")
+            build_security_server(secsrv)
+            doc["secsrv_tree"] = _tree_size(secsrv)
+            _log("security server tree: starting the publisher and the agents", t0)
+            pub = publisher("secsrv", primary, secsrv)
+            bed = Bed(primary, secsrv, work / "secsrv", log_dir=logs, publisher=pub)
+            base = (secsrv / COUNTER_FILE).read_bytes()
+            counter = itertools.count(20_000)
+
+            def change(_r: int) -> None:  # valid INI: a comment line, not random bytes
+                change_counter(secsrv, base, next(counter))
+
+            try:
+                published(pub)
+                _log("security server tree: first sync, no-op, one change", t0)
+                doc["secsrv_first_sync"] = experiments.first_sync(
+                    bed, params.secsrv_first_sync_repeats
+                )
+                doc["secsrv_noop"] = experiments.noop(bed, params.secsrv_noop_repeats)
+                doc["secsrv_change"] = experiments.one_change(
+                    bed, params.secsrv_change_repeats, change=change
+                )
+                relayed = Bed(
+                    primary,
+                    secsrv,
+                    work / "secsrv",
+                    relay=True,
+                    targets=bed.targets,
+                    log_dir=logs,
+                    publisher=pub,
+                )
+                try:
+                    _log("security server tree: bytes on the wire", t0)
+                    doc["secsrv_noop_bytes"] = experiments.noop(relayed, params.bytes_repeats)
+                    doc["secsrv_change_bytes"] = experiments.one_change(
+                        relayed, params.bytes_repeats, change=change
+                    )
+                finally:
+                    relayed.close()
+            finally:
+                bed.close()
+                doc["publisher_secsrv"] = {**pub.summary(), "exit": pub.close()}
             loads.append(loadavg())
             # -- bulk tree --------------------------------------------------------------------
             _log(f"building the {params.bulk_files}-file tree", t0)

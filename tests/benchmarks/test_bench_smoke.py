@@ -70,6 +70,15 @@ def test_quick_bench_writes_json_table_and_plot(tmp_path: Path) -> None:
                 _positive(row["bytes"]["median"], f"{section} {tool} bytes")
     assert s["bulk_change"]["agent"]["wall"]["n"] >= 1
 
+    # the security server tree (tests/support/xroad_etc.py): valid changes, every run applied
+    for section in ("secsrv_first_sync", "secsrv_noop", "secsrv_change"):
+        for tool in (*TOOLS, "agent-pub", "agent-pub-fresh"):
+            row = s[section][tool]
+            done, total = row["ok"].split("/")
+            assert done == total, f"{section} {tool}: {row['ok']} succeeded"
+            _positive(row["wall"]["median"], f"{section} {tool} wall")
+    assert "Security server tree" in table
+
     assert len(s["propagation"]) == 2
     for p in s["propagation"]:
         assert "error" not in p, p

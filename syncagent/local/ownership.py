@@ -156,7 +156,10 @@ def repair(state: StateDir, owner: tuple[int, int] | None = None, *, deep: bool 
         if st.st_uid == uid:
             continue
         if os.geteuid() == 0:
-            os.chown(path, uid, gid, follow_symlinks=False)
+            try:
+                os.chown(path, uid, gid, follow_symlinks=False)
+            except PermissionError:  # root without CAP_CHOWN (a confined container)
+                stuck.append((path, st.st_uid))
         elif (
             path.parent == state.path
             and path.name in _EXPENDABLE

@@ -7,8 +7,9 @@ with ``Permission denied``, its sync worker died unnoticed after two failures, a
 
 The agent runs as a real subprocess against the real sshd. The tests run as root, whom file
 modes do not stop, so the agent runs without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
-(``setpriv``): a file owned by another uid with mode 0600 is then as unreadable to it as a
-root-owned one is to the xroad user.
+(``setpriv``), and without CAP_CHOWN and CAP_FOWNER, so it cannot give a file back either: a
+file owned by another uid with mode 0600 is then as unreadable to it as a root-owned one is to
+the xroad user.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from syncagent.local.state import StateDir
 from syncagent.testhooks import FAIL_TASK
 from syncagent.xroad.paths import softtoken_key_ids
 
-DAC = "dac_override,-dac_read_search"
+DAC = "dac_override,-dac_read_search,-chown,-fowner"  # nor may it give the file back
 NO_DAC = (f"--bounding-set=-{DAC}", f"--inh-caps=-{DAC}")
 SOMEONE_ELSE = 54321
 
@@ -109,7 +110,7 @@ async def test_a_record_it_cannot_read_is_retried_never_ready_and_recovered(
     assert doc["ready"] is False and doc["consecutive_failures"] >= 4
     res = agent.cli("status")  # status.json, as the daemon last wrote it
     assert res.returncode == 1 and res.stdout.startswith("NOT READY"), res
-    assert "cannot read" in res.stdout or "Permission denied" in res.stdout, res
+    assert "must belong to" in res.stdout and "chown -R" in res.stdout, res  # names the fix
 
     # fixed by hand: the daemon recovers by itself, and follows the primary again
     os.chown(state.current_file, 0, 0)

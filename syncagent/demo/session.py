@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,23 @@ class Options:
 
     churn: bool
     duration: float | None
+    kept: bool = False  # the trees stay (--dir) rather than a temporary directory
+
+
+def command_name() -> str:
+    """How this shell can run syncagent again: the README's install leaves it in .venv/bin,
+    not on PATH, so the banner names what actually started this process."""
+    started = Path(sys.argv[0])
+    if started.name == "syncagent" and started.is_file():
+        found = shutil.which("syncagent")
+        return "syncagent" if found and Path(found).resolve() == started.resolve() else str(started)
+    return f"{sys.executable} -m syncagent"
 
 
 def banner(layout: Layout, ssh_port: int, http_port: int, args: Options) -> str:
     url = f"http://127.0.0.1:{http_port}"
     cfg = layout.config
+    me = command_name()
     return "\n".join(
         [
             "syncagent demo: the real daemon against an embedded read-only SFTP primary",
@@ -67,8 +80,10 @@ def banner(layout: Layout, ssh_port: int, http_port: int, args: Options) -> str:
             f"  config     {cfg}",
             f"  probes     {url}/healthz  {url}/readyz",
             f"  metrics    {url}/metrics   status {url}/status",
-            f"  try        syncagent status -c {cfg}   |   syncagent pause -c {cfg}",
-            f"             syncagent sync-now -c {cfg}  |   syncagent rollback -c {cfg}",
+            f"  try        {me} status -c {cfg}",
+            f"             {me} pause -c {cfg}    ({me} resume to follow again)",
+            f"             {me} sync-now -c {cfg}",
+            f"             {me} rollback -c {cfg}",
             f"             edit a file under {layout.target} and watch it come back (drift)",
             "  churn      "
             + (f"the primary changes every {CHURN_EVERY:g}s" if args.churn else "off (--churn)"),
@@ -101,16 +116,21 @@ async def _demo(args: Options, overrides: dict[str, Any], layout: Layout) -> int
         finally:
             stop.set()
             await asyncio.gather(*helpers, return_exceptions=True)
-        return _outcome(daemon, rc)
+        return _outcome(daemon, rc, args.kept)
     finally:
         acceptor.close()
         await acceptor.wait_closed()
 
 
-def _outcome(daemon: Daemon, rc: int) -> int:
+def _outcome(daemon: Daemon, rc: int, kept: bool) -> int:
     gen = daemon.state.generation
     if rc == 0 and gen:
-        print(f"[demo] done: generation {gen} is live in {daemon.sync_settings.target}", flush=True)
+        where = (
+            f"in {daemon.sync_settings.target}"
+            if kept
+            else "(the demo's trees are removed now; --dir DIR keeps them)"
+        )
+        print(f"[demo] done: generation {gen} was live {where}", flush=True)
         return int(ExitCode.OK)
     print("[demo] ended without a live generation: see the log lines above", flush=True)
     return rc or int(ExitCode.FAILED)
@@ -124,7 +144,7 @@ def run_demo(
     base = Path(where) if where is not None else Path(tempfile.mkdtemp(prefix="syncagent-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     try:
-        options = Options(churn, duration)
+        options = Options(churn, duration, keep)
         return asyncio.run(_demo(options, dict(overrides), Layout(base.resolve())))
     finally:
         if not keep:

@@ -47,3 +47,29 @@ def test_demo_with_duration_exits_0_having_applied_a_generation(tmp_path: Path) 
         "status", "-c", str(tmp_path / "demo/syncagent.toml"), env=env, timeout=60
     )
     assert status.returncode == 1 and "daemon not running" in status.stdout
+
+
+def test_demo_banner_names_a_command_that_runs_and_no_removed_directory(tmp_path: Path) -> None:
+    """The README installs into .venv/bin, not onto PATH: the banner says what started it, and
+    a temporary demo does not end by pointing at trees it has just removed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYNCAGENT_", "NOTIFY_"))}
+    env["SYNCAGENT_SYNC_DISABLE_FLAG"] = str(tmp_path / "no-such-flag")
+    env["PATH"] = "/usr/bin:/bin"  # no syncagent on it
+    res = subprocess.run(
+        [sys.executable, "-m", "syncagent", "demo", "--duration", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    shown = [
+        ln.split("try", 1)[1].split(" status ")[0].strip()
+        for ln in res.stdout.splitlines()
+        if ln.strip().startswith("try")
+    ]
+    assert shown == [f"{sys.executable} -m syncagent"]
+    config = res.stdout.split(" status -c ", 1)[1].split()[0]
+    done = [ln for ln in res.stdout.splitlines() if ln.startswith("[demo] done")]
+    assert done and "removed" in done[0] and str(Path(config).parent) not in done[0]
+    assert not Path(config).exists()

@@ -71,6 +71,7 @@ class Bed:
         publisher: PublisherProc | None = None,
     ) -> None:
         self.primary, self.remote, self.relay = primary, remote, relay
+        self.work, self.log_dir = work, log_dir
         self.publisher = publisher
         self.tools = TOOLS if publisher is not None else WALK_TOOLS
         self.port = primary.start_relay().port if relay else primary.port
@@ -95,6 +96,18 @@ class Bed:
             if t in self.tools
         }
         self.connected: set[str] = set()
+
+    def relayed(self) -> Bed:
+        """The same secondaries reached through the byte-counting relay (bytes on the wire)."""
+        return Bed(
+            self.primary,
+            self.remote,
+            self.work,
+            relay=True,
+            targets=self.targets,
+            log_dir=self.log_dir,
+            publisher=self.publisher,
+        )
 
     def connect(self, tool: str = "agent") -> None:
         answer = self.agents[tool].call({"op": "connect"})

@@ -199,15 +199,7 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                 _log("realistic tree: first sync, no-op", t0)
                 doc["xroad_first_sync"] = experiments.first_sync(bed, 1)
                 doc["xroad_noop"] = experiments.noop(bed, params.noop_repeats)
-                relayed = Bed(
-                    primary,
-                    remote,
-                    work / "xroad",
-                    relay=True,
-                    targets=bed.targets,
-                    log_dir=logs,
-                    publisher=pub,
-                )
+                relayed = bed.relayed()
                 try:
                     doc["xroad_noop_bytes"] = experiments.noop(relayed, params.bytes_repeats)
                 finally:
@@ -245,15 +237,7 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                 doc["secsrv_change"] = experiments.one_change(
                     bed, params.secsrv_change_repeats, change=change
                 )
-                relayed = Bed(
-                    primary,
-                    secsrv,
-                    work / "secsrv",
-                    relay=True,
-                    targets=bed.targets,
-                    log_dir=logs,
-                    publisher=pub,
-                )
+                relayed = bed.relayed()
                 try:
                     _log("security server tree: bytes on the wire", t0)
                     doc["secsrv_noop_bytes"] = experiments.noop(relayed, params.bytes_repeats)
@@ -283,15 +267,7 @@ def run(params: Params, out_dir: Path, mode: str, keep: bool = False) -> dict[st
                 _log("bulk tree: one changed file", t0)
                 doc["bulk_change"] = experiments.one_change(bed, params.change_repeats)
                 loads.append(loadavg())
-                relayed = Bed(
-                    primary,
-                    bulk,
-                    work / "bulk",
-                    relay=True,
-                    targets=bed.targets,
-                    log_dir=logs,
-                    publisher=pub,
-                )
+                relayed = bed.relayed()
                 try:
                     _log("bulk tree: bytes on the wire", t0)
                     doc["bulk_noop_bytes"] = experiments.noop(relayed, params.bytes_repeats)

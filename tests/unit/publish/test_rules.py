@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from support.heads import NOW, head
+
 from syncagent.publish.rules import (
     HeadAction,
     Published,
@@ -10,14 +12,6 @@ from syncagent.publish.rules import (
     next_sequence,
     retained,
 )
-from syncagent.publishdir import Head
-
-NOW = 1_800_000_000.0
-A, B = "a" * 64, "b" * 64
-
-
-def head(seq: int, gen: str = "0" * 16, checked: float = NOW) -> Head:
-    return Head(gen, seq, A, checked, checked)
 
 
 def test_sequence_follows_the_previous_and_never_falls_below_the_clock() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from support.heads import NOW, A, B, head
+
 from syncagent.local.livetree import LiveEntry, LiveTree
 from syncagent.local.manifest import Manifest, Record
 from syncagent.local.state import Seen
-from syncagent.publishdir import STALE_AFTER, Head
+from syncagent.publishdir import STALE_AFTER
 from syncagent.remote.head_rules import (
     HeadVerdict,
     after_head_read,
@@ -15,13 +17,6 @@ from syncagent.remote.head_rules import (
     plan_objects,
 )
 from syncagent.tree import Kind, RemoteEntry
-
-NOW = 1_800_000_000.0
-A, B = "a" * 64, "b" * 64
-
-
-def head(seq: int, gen: str = "0" * 16, checked: float = NOW) -> Head:
-    return Head(gen, seq, A, checked, checked)
 
 
 def test_judging_a_head() -> None:

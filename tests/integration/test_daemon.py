@@ -666,7 +666,13 @@ async def test_verification_mismatches_and_passes_are_metrics_and_status(
             lambda: (target / "conf.d" / "local.ini").read_bytes() == local_ini.read_bytes(),
             "verification to bring the same-size, same-mtime rewrite",
         )
-        text = await agent.metrics()
+        # the file is live before the daemon folds the sync's result into its metrics
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = await agent.metrics()
+            if metric(text, "syncagent_verify_mismatches_total", side="primary"):
+                break
+            await asyncio.sleep(0.05)
         assert metric(text, "syncagent_verify_mismatches_total", side="primary") == 1
         assert metric(text, "syncagent_verify_mismatches_total", side="local") == 0
         assert (metric(text, "syncagent_last_verified_timestamp_seconds") or 0) > time.time() - 60

@@ -60,11 +60,23 @@ def ensure_xroad_accounts() -> None:
         subprocess.run(["usermod", "-p", "*", "xroad-slave"], check=True)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """Ask the kernel for an unused port; sshd binds it a moment later (a tiny, accepted race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """Ask the kernel for an unused port, never one this process was already given.
+
+    The caller binds it a moment later (a tiny, accepted race with other processes). Within one
+    test the kernel may offer a port again once the probe socket is closed and before its first
+    taker binds it: Prometheus and an agent were once both given the same port.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def make_traversable_dir(prefix: str) -> Path:

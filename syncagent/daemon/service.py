@@ -52,7 +52,7 @@ from syncagent.local.drift import DriftWatcher
 from syncagent.local.manifest import Manifest
 from syncagent.local.state import StateDir, open_state
 from syncagent.remote.head import poll_head
-from syncagent.remote.head_rules import HeadStat
+from syncagent.remote.head_rules import HeadStat, poll_wants_sync
 from syncagent.report import Outcome, SyncResult, outcome_for
 from syncagent.settings import Settings
 from syncagent.xroad.restarts import now_since_boot, processes
@@ -124,6 +124,7 @@ class Daemon:
         self._version_note_logged = False
         self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
         self._head_stat: HeadStat | None = None  # what the last poll saw of the HEAD file
+        self._polled: tuple[str, int] | None = None  # what the last poll's HEAD named
 
     # ---- triggers --------------------------------------------------------------------------
 
@@ -323,25 +324,23 @@ class Daemon:
         self.trigger("schedule")
 
     async def _poll_head(self) -> None:
-        """While the primary publishes: one stat of HEAD over the kept connection (a read when
-        it changed), and a sync only when it names another generation."""
+        """One stat of HEAD over the kept connection (a read when it changed), and a sync only
+        when it names another generation; while walking, when a publisher starts or returns
+        (else the walk would last until the next scheduled sync)."""
         publish_dir = self.settings.primary.published_root
-        if (
-            self._followed is None
-            or publish_dir is None
-            or self.state.syncing_since is not None
-            or not self.keeper.usable
-        ):
+        if publish_dir is None or self.state.syncing_since is not None or not self.keeper.usable:
             return
         try:
             session = await self.keeper.session()
             async with self.keeper.lease():
                 poll = await poll_head(session, publish_dir, self._head_stat)
-        except SyncError as e:
-            log.info("head_poll_failed", reason=str(e.reason), error=e.message)
+        except SyncError as e:  # while walking, the walk's own syncs report the connection
+            say = log.info if self._followed is not None else log.debug
+            say("head_poll_failed", reason=str(e.reason), error=e.message)
             return
         self._head_stat = poll.stat
-        if poll.named != self._followed:  # None too: no valid HEAD means the walk
+        polled_before, self._polled = self._polled, poll.named
+        if poll_wants_sync(self._followed, polled_before, poll.named):
             self.trigger("published")
 
     async def _heartbeat(self) -> None:

@@ -117,3 +117,20 @@ def after_head_read(
     if same and known is not None:
         return known
     return HeadStat(size, mtime, named, answered_at)
+
+
+def poll_wants_sync(
+    followed: tuple[str, int] | None,
+    polled_before: tuple[str, int] | None,
+    named: tuple[str, int] | None,
+) -> bool:
+    """Whether what a poll of HEAD found is worth a sync.
+
+    Following (``followed``: the HEAD the last sync followed): any other answer, none too,
+    since no valid HEAD means the walk. Walking: only a HEAD that is new since the previous
+    poll (a publisher that started, or came back with a fresh sequence); the stale HEAD the
+    walk began with, or no HEAD, stays the walk's, so a stopped publisher costs no syncs.
+    """
+    if followed is not None:
+        return named != followed
+    return named is not None and named != polled_before

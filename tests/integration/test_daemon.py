@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from support.config import daemon_overrides, daemon_settings, publishing
-from support.daemon import Agent, http, metric, running, samples, wait_for
+from support.daemon import Agent, http, metric, running, samples, sum_of, wait_for
 from support.sshd import Sshd, free_port, fresh_subdir
 from support.tools import require_tool
 from support.trees import age, managed
@@ -772,6 +772,16 @@ async def test_a_published_change_lands_within_the_poll_not_the_interval(
         assert metric(text, "syncagent_following_head") == 0
         assert metric(text, "syncagent_walk_fallbacks_total") == 1
         assert (await agent.status())["walk_fallbacks"] == 1
+        before = sum_of(await agent.metrics(), "syncagent_sync_total")
+        await asyncio.sleep(10 * 0.3)  # ten polls
+        assert not d.state.following_head
+        after = sum_of(await agent.metrics(), "syncagent_sync_total")
+        assert after == before, "no HEAD: a poll while walking must not start syncs"
+        assert (await publish_once(settings)).result == "published"  # the publisher is back
+        t0 = time.monotonic()
+        await wait_for(lambda: d.state.following_head, "the HEAD to be followed again", 10)
+        assert time.monotonic() - t0 < 5, "a poll, not the 300 s interval, went back to HEAD"
+        assert metric(await agent.metrics(), "syncagent_following_head") == 1
 
 
 async def test_the_poll_sees_a_head_rewritten_within_the_same_second(

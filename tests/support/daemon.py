@@ -51,6 +51,16 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def sum_of(text: str, name: str) -> float:
+    """A counter summed over all its labels."""
+    return sum(
+        float(s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    )
+
+
 def samples(text: str, name: str) -> list[dict[str, str]]:
     return [
         dict(s.labels)

@@ -15,6 +15,7 @@ from syncagent.remote.head_rules import (
     judge_head,
     live_matches,
     plan_objects,
+    poll_wants_sync,
 )
 from syncagent.tree import Kind, RemoteEntry
 
@@ -84,3 +85,26 @@ def test_a_head_that_named_something_else_starts_over() -> None:
     assert other.named == ("g2", 2) and not other.confirmed
     assert other.read_at == 11.51
     assert not head_unchanged(None, 120, 1000)
+
+
+X, Y = ("a" * 16, 7), ("b" * 16, 8)
+
+
+def test_what_a_poll_of_head_asks_for() -> None:
+    following = [
+        (X, X, X, False),  # the HEAD followed: nothing to do
+        (X, X, Y, True),  # a new HEAD
+        (X, X, None, True),  # HEAD gone or invalid: the walk takes over
+    ]
+    walking = [
+        (None, None, None, False),  # no publisher: no syncs from polls
+        (None, X, X, False),  # the stale HEAD the walk began with
+        (None, None, X, True),  # a publisher started
+        (None, X, Y, True),  # a stopped publisher came back with a fresh sequence
+        (None, X, None, False),  # the stale HEAD went away: still the walk
+    ]
+    got = [
+        (followed, before, named, poll_wants_sync(followed, before, named))
+        for followed, before, named, _ in following + walking
+    ]
+    assert got == following + walking

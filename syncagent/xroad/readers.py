@@ -123,7 +123,10 @@ READERS: tuple[Reader, ...] = (
         validate_yaml_xroad8,
     ),
     Reader(
-        "/signer/keyconf.xml", "xroad-signer and xroad-proxy (key configuration)", XML, validate_xml
+        "/signer/keyconf.xml",
+        "xroad-signer and xroad-proxy (key configuration)",
+        "JAXB unmarshalling (TokenConf): no schema validation in X-Road 7.0-7.8",
+        validate_xml,
     ),
     Reader("/conf.d/*.xml", "logback, in every X-Road service", XML, validate_xml),
     Reader("/jetty/*.xml", "Jetty's XmlConfiguration in xroad-proxy", XML, validate_xml),

@@ -376,8 +376,8 @@ class SyncSettings:
     poll: float = setting(
         2.0,
         _positive,
-        "Seconds between stats of the primary's HEAD (daemon; a sync only when it names "
-        "something new, which also ends a walk).",
+        "Seconds between stats of the primary's HEAD while following it (daemon; a sync only "
+        "when it names something new).",
     )
     jitter: float = setting(0.1, _non_negative, "Random extra delay, as a fraction of interval.")
     settle: float = setting(2.0, _non_negative, "Files younger than this wait a round.")

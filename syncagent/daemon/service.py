@@ -52,7 +52,7 @@ from syncagent.local.drift import DriftWatcher
 from syncagent.local.manifest import Manifest
 from syncagent.local.state import StateDir, open_state
 from syncagent.remote.head import poll_head
-from syncagent.remote.head_rules import HeadStat, poll_wants_sync
+from syncagent.remote.head_rules import HeadStat, poll_due, poll_wants_sync
 from syncagent.report import Outcome, SyncResult, outcome_for
 from syncagent.settings import Settings
 from syncagent.xroad.restarts import now_since_boot, processes
@@ -125,6 +125,7 @@ class Daemon:
         self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
         self._head_stat: HeadStat | None = None  # what the last poll saw of the HEAD file
         self._polled: tuple[str, int] | None = None  # what the last poll's HEAD named
+        self._walking_polled_at: float | None = None  # monotonic
 
     # ---- triggers --------------------------------------------------------------------------
 
@@ -325,11 +326,15 @@ class Daemon:
 
     async def _poll_head(self) -> None:
         """One stat of HEAD over the kept connection (a read when it changed), and a sync only
-        when it names another generation; while walking, when a publisher starts or returns
-        (else the walk would last until the next scheduled sync)."""
+        when it names another generation; while walking (every WALKING_POLL seconds), when a
+        publisher starts or returns, else the walk would last until the next scheduled sync."""
         publish_dir = self.settings.primary.published_root
         if publish_dir is None or self.state.syncing_since is not None or not self.keeper.usable:
             return
+        now = time.monotonic()
+        if not poll_due(self._followed is not None, self._walking_polled_at, now):
+            return
+        self._walking_polled_at = None if self._followed is not None else now
         try:
             session = await self.keeper.session()
             async with self.keeper.lease():

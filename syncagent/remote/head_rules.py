@@ -119,6 +119,16 @@ def after_head_read(
     return HeadStat(size, mtime, named, answered_at)
 
 
+# While walking, HEAD is looked for at this pace at the fastest, not every sync.poll: a primary
+# without a publisher would otherwise pay a stat per secondary every 2 s for nothing.
+WALKING_POLL = 10.0
+
+
+def poll_due(following: bool, last_walking_poll: float | None, now: float) -> bool:
+    """Whether this tick of the poll should look at HEAD (``now``: monotonic)."""
+    return following or last_walking_poll is None or now - last_walking_poll >= WALKING_POLL
+
+
 def poll_wants_sync(
     followed: tuple[str, int] | None,
     polled_before: tuple[str, int] | None,

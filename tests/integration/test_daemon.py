@@ -38,6 +38,7 @@ from syncagent.errors import Reason, SyncError
 from syncagent.local.state import StateDir
 from syncagent.publish.builder import publish_once
 from syncagent.publishdir import parse_head
+from syncagent.remote import head_rules
 from syncagent.report import Outcome, SyncResult
 from syncagent.xroad.paths import softtoken_key_ids
 
@@ -742,10 +743,16 @@ async def test_a_second_agent_or_a_taken_port_exits_1_config_errors_exit_2(
 
 
 async def test_a_published_change_lands_within_the_poll_not_the_interval(
-    sshd: Sshd, primary_tree: Path, target: Path, tree_area: Path
+    sshd: Sshd,
+    primary_tree: Path,
+    target: Path,
+    tree_area: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With the primary publishing, the daemon checks HEAD every sync.poll seconds and syncs
-    only when it changed; without a HEAD it walks again, and says so."""
+    only when it changed; without a HEAD it walks again, and says so; when the publisher is
+    back, a poll (every WALKING_POLL while walking, shortened here) follows it again."""
+    monkeypatch.setattr(head_rules, "WALKING_POLL", 0.6)
     pub = fresh_subdir(tree_area, "publish")
     settings = daemon_settings(
         sshd,
@@ -773,7 +780,7 @@ async def test_a_published_change_lands_within_the_poll_not_the_interval(
         assert metric(text, "syncagent_walk_fallbacks_total") == 1
         assert (await agent.status())["walk_fallbacks"] == 1
         before = sum_of(await agent.metrics(), "syncagent_sync_total")
-        await asyncio.sleep(10 * 0.3)  # ten polls
+        await asyncio.sleep(5 * 0.6)  # five walking polls
         assert not d.state.following_head
         after = sum_of(await agent.metrics(), "syncagent_sync_total")
         assert after == before, "no HEAD: a poll while walking must not start syncs"

@@ -9,12 +9,14 @@ from syncagent.local.manifest import Manifest, Record
 from syncagent.local.state import Seen
 from syncagent.publishdir import STALE_AFTER
 from syncagent.remote.head_rules import (
+    WALKING_POLL,
     HeadVerdict,
     after_head_read,
     head_unchanged,
     judge_head,
     live_matches,
     plan_objects,
+    poll_due,
     poll_wants_sync,
 )
 from syncagent.tree import Kind, RemoteEntry
@@ -108,3 +110,10 @@ def test_what_a_poll_of_head_asks_for() -> None:
         for followed, before, named, _ in following + walking
     ]
     assert got == following + walking
+
+
+def test_while_walking_head_is_looked_for_at_a_slower_pace() -> None:
+    assert poll_due(True, None, 5.0) and poll_due(True, 4.9, 5.0)  # following: every tick
+    assert poll_due(False, None, 5.0)  # the first tick after the walk began
+    assert not poll_due(False, 5.0, 5.0 + WALKING_POLL - 0.1)
+    assert poll_due(False, 5.0, 5.0 + WALKING_POLL)

@@ -6,7 +6,7 @@
 # a real systemd, booted with systemd-nspawn), podman and runc (the images built and run), and
 # what `podman kube play` needs besides: catatonit (podman builds its pod pause image with it)
 # and iptables (netavark's bridge networks); then a venv in .venv with the project and its test
-# extras, and a JDK with commons-configuration2 and SnakeYAML (tests/oracle: X-Road's own
+# extras, and a JDK with commons-configuration2, SnakeYAML and JAXB (tests/oracle: X-Road's own
 # readers). Needs root for apt and for the sshd fixtures (they create the xroad and xroad-slave
 # accounts a primary has).
 set -euo pipefail
@@ -16,7 +16,7 @@ APT_PACKAGES=(
   openssh-server openssh-client rsync prometheus systemd iproute2 nftables bash procps
   systemd-container debootstrap debian-archive-keyring
   podman runc netavark aardvark-dns catatonit iptables
-  default-jdk-headless libcommons-configuration2-java libyaml-snake-java
+  default-jdk-headless libcommons-configuration2-java libyaml-snake-java libjaxb-java
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

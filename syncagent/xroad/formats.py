@@ -32,6 +32,7 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
 from syncagent.errors import Problem
+from syncagent.names import shown
 
 # --------------------------------------------------------------------------- INI
 #
@@ -715,15 +716,39 @@ def _xml_problem(data: bytes) -> str | None:
     return None
 
 
-def local_name(tag: object) -> str:
-    """Local name of a tag: keyconf uses prefixed namespaces (ns3:keyConf)."""
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+# The one root element the signer's JAXB context knows (keyconf.xsd's target namespace); its
+# children are unqualified (the schema's elementFormDefault), so <device> has no namespace.
+KEYCONF_ROOT = "{http://x-road.eu/xsd/xroad.xsd}keyConf"
 
 
-def child_text(element: Element, name: str) -> str | None:
+def bound_text(element: Element, name: str) -> str | None:
+    """The value JAXB binds to a single-valued string child ``name`` of ``element``, as the
+    signer's unmarshaller reads keyconf.xml (JAXB RI, no schema, no event handler; pinned by
+    tests/oracle): only an unqualified direct child counts, a repeated one gives its last
+    value, the text is kept as written (no trimming), comments drop out, and an unknown child
+    element inside is skipped along with the text before it. None: no such child."""
+    found: Element | None = None
     for child in element:
-        if local_name(child.tag) == name:
-            return (child.text or "").strip()
+        if child.tag == name:
+            found = child
+    if found is None:
+        return None
+    inner = [c for c in found if isinstance(c.tag, str)]
+    return (inner[-1].tail if inner else found.text) or ""
+
+
+def _keyconf_problem(data: bytes) -> str | None:
+    try:
+        root = parse_xml(data)
+    except ParseError as exc:
+        return str(exc)
+    except (ValueError, RecursionError) as exc:
+        return f"XML not parseable: {type(exc).__name__}"
+    if root.tag != KEYCONF_ROOT:
+        return (
+            f"root element is {shown(str(root.tag), 80)}: the signer loads only keyConf in the "
+            "namespace http://x-road.eu/xsd/xroad.xsd and would refuse the file"
+        )
     return None
 
 
@@ -1266,6 +1291,12 @@ def validate_devices(path: str, data: bytes) -> Problem | None:
 def validate_xml(path: str, data: bytes) -> Problem | None:
     """Reject malformed XML and anything with entities: X-Road and the agent parse these."""
     return _problem(path, _xml_problem(data))
+
+
+def validate_keyconf(path: str, data: bytes) -> Problem | None:
+    """signer/keyconf.xml: XML as for validate_xml, with the root element the signer's JAXB
+    unmarshaller requires (it checks nothing else: no schema, unknown elements ignored)."""
+    return _problem(path, _keyconf_problem(data))
 
 
 def validate_properties(path: str, data: bytes) -> Problem | None:

@@ -17,7 +17,7 @@ from xml.etree.ElementTree import Element
 from syncagent.errors import Problem
 from syncagent.excludes import covers
 from syncagent.names import name_problem, shown
-from syncagent.xroad.formats import IniError, child_text, local_name, parse_ini, parse_xml
+from syncagent.xroad.formats import IniError, bound_text, parse_ini, parse_xml
 
 KEYCONF_PATH = "signer/keyconf.xml"
 SOFTTOKEN_DIR = "signer/softtoken"
@@ -274,13 +274,11 @@ def _node_problem(node_ini: bytes | None) -> str | None:
 
 
 def softtoken_keys(keyconf: Element) -> Iterator[Element]:
-    """The <key> elements of softToken devices (keyconf uses prefixed namespaces)."""
-    for device in keyconf.iter():
-        if local_name(device.tag) != "device" or child_text(device, "deviceType") != "softToken":
-            continue
-        for key in device:
-            if local_name(key.tag) == "key":
-                yield key
+    """The <key> elements of softToken devices, as the signer's JAXB binding finds them: the
+    root's unqualified <device> children whose <deviceType> is exactly softToken."""
+    for device in keyconf:
+        if device.tag == "device" and bound_text(device, "deviceType") == "softToken":
+            yield from (key for key in device if key.tag == "key")
 
 
 def softtoken_key_ids(keyconf: bytes) -> list[str]:
@@ -290,7 +288,7 @@ def softtoken_key_ids(keyconf: bytes) -> list[str]:
     """
     ids: list[str] = []
     for key in softtoken_keys(parse_xml(keyconf)):
-        key_id = child_text(key, "keyId")
+        key_id = bound_text(key, "keyId")
         if key_id and key_id not in ids:
             ids.append(key_id)
     return ids

@@ -226,3 +226,61 @@ def yaml_text(rng: random.Random) -> bytes:
         lines = ["base: &a [1]", "l: [" + ", ".join(["*a"] * rng.randint(45, 55)) + "]", *lines]
     text = "".join(line + "\n" for line in lines)
     return text.encode()
+
+
+# --------------------------------------------------------------------------------- keyconf.xml
+
+KEYCONF_NS = "http://x-road.eu/xsd/xroad.xsd"
+KEYCONF_ROOTS = (
+    f'<ns3:keyConf xmlns:ns3="{KEYCONF_NS}" xmlns:ns2="http://x-road.eu/xsd/identifiers">',
+    f'<x:keyConf xmlns:x="{KEYCONF_NS}">',
+    f'<keyConf xmlns="{KEYCONF_NS}">',  # the default namespace: <device> is qualified then
+    "<keyConf>",
+    f'<ns3:keyconf xmlns:ns3="{KEYCONF_NS}">',
+    '<ns3:keyConf xmlns:ns3="http://x-road.eu/xsd/identifiers">',
+    f'<ns3:device xmlns:ns3="{KEYCONF_NS}">',
+)
+DEVICE_TYPES = ("softToken", "softToken", "softToken", " softToken", "softToken\n", "SoftToken",
+                "pkcs11-module", "")  # fmt: skip
+KEY_IDS = ("A1B2C3D4E5F60718293A4B5C6D7E8F9012345678", "0123abcd", " 0123abcd", "0123abcd\n",
+           "a<!-- c -->b", "<![CDATA[cd]]>", "a&amp;b", "a<x/>b", "a<x>q</x>b", "", "..", "a/b",
+           "&#x41;", "a b", "ключ")  # fmt: skip
+
+
+def _keyconf_key(rng: random.Random) -> str:
+    parts = [f"<friendlyName>{_pick(rng, ('key', 'a&amp;b', ''))}</friendlyName>"]
+    for _ in range(rng.choice((0, 1, 1, 1, 1, 2))):
+        tag = "keyId" if rng.random() < 0.9 else _pick(rng, ("ns3:keyId", "keyid", "KeyId"))
+        parts.append(f"<{tag}>{_pick(rng, KEY_IDS)}</{tag}>")
+    if rng.random() < 0.3:
+        parts.append("<publicKey>AAAA</publicKey>")
+    if rng.random() < 0.3:
+        parts.append('<cert active="true"><contents>AAAA</contents></cert>')
+    rng.shuffle(parts)
+    usage = _pick(rng, (' usage="SIGNING"', ' usage="AUTHENTICATION"', "", ' usage="X"'))
+    tag = "key" if rng.random() < 0.9 else _pick(rng, ("ns3:key", "Key"))
+    return f"<{tag}{usage}>{''.join(parts)}</{tag}>"
+
+
+def _keyconf_device(rng: random.Random) -> str:
+    parts = [f"<id>{rng.randrange(3)}</id>"]
+    for _ in range(rng.choice((0, 1, 1, 1, 2))):
+        parts.append(f"<deviceType>{_pick(rng, DEVICE_TYPES)}</deviceType>")
+    parts.extend(_keyconf_key(rng) for _ in range(rng.randrange(4)))
+    if rng.random() < 0.2:
+        parts.append(_pick(rng, ("<!-- note -->", "<extra/>", "<pinIndex>x</pinIndex>", "\n  ")))
+    if rng.random() < 0.5:
+        rng.shuffle(parts)
+    tag = "device" if rng.random() < 0.9 else _pick(rng, ("ns3:device", "Device"))
+    device = f"<{tag}>{''.join(parts)}</{tag}>"
+    return f"<wrapper>{device}</wrapper>" if rng.random() < 0.05 else device
+
+
+def keyconf_text(rng: random.Random) -> bytes:
+    """A keyconf.xml: mostly the signer's shape, with roots, namespaces, repeated and unknown
+    elements, whitespace, comments and mixed content that JAXB binds in its own way."""
+    root = KEYCONF_ROOTS[0] if rng.random() < 0.6 else _pick(rng, KEYCONF_ROOTS)
+    name = root[1:].split(" ", 1)[0].rstrip(">")
+    head = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' if rng.random() < 0.7 else ""
+    body = "\n".join(_keyconf_device(rng) for _ in range(rng.randrange(4)))
+    return f"{head}{root}\n{body}\n</{name}>\n".encode()

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from support.readers import (
@@ -24,13 +25,20 @@ from support.readers import (
     YamlFlavour,
     read_devices,
     read_ini,
+    read_keyconf,
     read_properties,
     read_yaml,
 )
 from support.xroad_etc import EtcTree, build_xroad7_etc, build_xroad8_etc
 
-from oracle.generate import batch, ini_text, properties_text, yaml_text
-from oracle.test_readers import DEVICES_CASES, INI_CASES, PROPERTIES_CASES, YAML_CASES
+from oracle.generate import batch, ini_text, keyconf_text, properties_text, yaml_text
+from oracle.test_readers import (
+    DEVICES_CASES,
+    INI_CASES,
+    KEYCONF_CASES,
+    PROPERTIES_CASES,
+    YAML_CASES,
+)
 from syncagent.xroad.formats import (
     IniError,
     PropertiesError,
@@ -38,7 +46,9 @@ from syncagent.xroad.formats import (
     parse_ini,
     parse_properties,
     validate_devices,
+    validate_keyconf,
 )
+from syncagent.xroad.paths import KEYCONF_PATH, softtoken_key_ids
 from syncagent.xroad.readers import rule_for
 
 # The deliberately stricter refusals: the agent refuses, the reader loads something other than
@@ -399,3 +409,67 @@ def test_generated_yaml_agrees_with_snakeyaml(
     inputs = batch(_seed(20261209), 1000, yaml_text, seeds)
     rows = _yaml_disagreements(inputs, tmp_path)
     assert rows == [], _report(rows)
+
+
+# --------------------------------------------------------------------------------- keyconf.xml
+
+# The agent refuses every DTD internal subset and entity in XML (entity expansion would be a
+# billion-laughs attack on every service reading the file; X-Road's writers emit none); JAXB
+# expands internal entities and loads the file.
+XML_STRICTER = ("DTD internal subset refused", "entity declaration refused")
+
+
+def keyconf_disagreement(data: bytes, reading: Reading) -> str | None:
+    """The agent accepts keyconf.xml iff the signer's unmarshaller loads it, and finds the
+    same softToken keyIds (the signer's, less empty ones and repeats: no .p12 to name)."""
+    problem = validate_keyconf(KEYCONF_PATH, data)
+    if problem is not None:
+        if not reading.ok or any(s in problem.message for s in XML_STRICTER):
+            return None
+        return f"agent refuses ({problem.message}), the signer loads it"
+    if not reading.ok:
+        return f"agent accepts, the signer fails: {reading.error}"
+    theirs = list(dict.fromkeys(i for i in cast(list[str | None], reading.data) if i))
+    mine = softtoken_key_ids(data)
+    return None if mine == theirs else f"keyIds {mine} vs the signer's {theirs}"
+
+
+def _keyconf_report(rows: list[tuple[bytes, str]]) -> str:
+    return "\n".join(f"{what}\n  {data[:300]!r}" for data, what in rows[:15])
+
+
+def test_every_realistic_and_pinned_keyconf_agrees_with_the_signer(
+    oracle: Harness, trees: list[EtcTree], tmp_path: Path
+) -> None:
+    realistic = [p for t in trees for p in t.by_reader("xml") if p.name == "keyconf.xml"]
+    assert realistic
+    for path, reading in zip(realistic, read_keyconf(realistic), strict=True):
+        assert reading.ok and reading.data, path
+        assert keyconf_disagreement(path.read_bytes(), reading) is None, path
+    pinned = list(KEYCONF_CASES.values())
+    rows = [
+        (data, what)
+        for data, reading in zip(
+            pinned, read_keyconf(_write(tmp_path, ".xml", pinned)), strict=True
+        )
+        if (what := keyconf_disagreement(data, reading))
+    ]
+    assert rows == [], _keyconf_report(rows)
+
+
+def test_generated_keyconf_agrees_with_the_signers_jaxb(
+    oracle: Harness, trees: list[EtcTree], tmp_path: Path
+) -> None:
+    """800 keyconf.xml texts (a grammar of the signer's shapes and byte mutations of the
+    realistic one) through JAXB as the signer unmarshals them."""
+    seeds = [p.read_bytes() for t in trees for p in t.by_reader("xml") if p.name == "keyconf.xml"]
+    inputs = batch(_seed(20261210), 800, keyconf_text, seeds)
+    rows = []
+    loaded = with_keys = 0
+    for data, reading in zip(inputs, read_keyconf(_write(tmp_path, ".xml", inputs)), strict=True):
+        loaded += reading.ok
+        with_keys += bool(reading.ok and any(cast(list[str | None], reading.data)))
+        if what := keyconf_disagreement(data, reading):
+            rows.append((data, what))
+    assert rows == [], _keyconf_report(rows)
+    assert loaded > 300 and len(inputs) - loaded > 100 and with_keys > 100, (loaded, with_keys)

@@ -26,6 +26,7 @@ from support.readers import (
     YamlFlavour,
     read_devices,
     read_ini,
+    read_keyconf,
     read_properties,
     read_yaml,
 )
@@ -610,6 +611,93 @@ def test_xroad8_tree_loads_in_every_reader(oracle: Harness, xroad8: EtcTree) -> 
     props = dict(local.properties)
     assert props["xroad.proxy.client-timeout"] == "30000"
     assert props["xroad.acme"].startswith("eab-credentials:\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# keyconf.xml: the signer's JAXB unmarshaller (TokenConf, no schema validator)
+# ---------------------------------------------------------------------------------------------
+
+KC_NS = "http://x-road.eu/xsd/xroad.xsd"
+
+
+def _kc(devices: str, root: str = f'ns3:keyConf xmlns:ns3="{KC_NS}"') -> bytes:
+    return f"<{root}>{devices}</{root.split(' ', 1)[0]}>".encode()
+
+
+def _soft(keys: str, device_type: str = "softToken") -> str:
+    return f"<device><deviceType>{device_type}</deviceType><id>0</id>{keys}</device>"
+
+
+KEYCONF_CASES: dict[str, bytes] = {
+    "plain": _kc(_soft('<key usage="SIGNING"><keyId>AB</keyId></key><key><keyId>CD</keyId></key>')),
+    "no_namespace_root": _kc(_soft("<key><keyId>AB</keyId></key>"), "keyConf"),
+    "other_namespace_root": _kc("", 'ns3:keyConf xmlns:ns3="urn:other"'),
+    "lowercase_root": _kc("", f'ns3:keyconf xmlns:ns3="{KC_NS}"'),
+    "default_namespace": _kc(_soft("<key><keyId>AB</keyId></key>"), f'keyConf xmlns="{KC_NS}"'),
+    "qualified_device": f'<n:keyConf xmlns:n="{KC_NS}"><n:device><deviceType>softToken'
+    "</deviceType><key><keyId>AB</keyId></key></n:device></n:keyConf>".encode(),
+    "unknown_elements": _kc("<extra/>" + _soft("<bogus/><key><zzz/><keyId>AB</keyId></key>")),
+    "typed_garbage": _kc(
+        _soft(
+            '<pinIndex>x</pinIndex><key usage="NEITHER"><keyId>AB</keyId>'
+            "<publicKey>!!!</publicKey></key>"
+        )
+    ),
+    "whitespace_kept": _kc(_soft("<key><keyId> AB\n</keyId></key>")),
+    "device_type_exact": _kc(_soft("<key><keyId>AB</keyId></key>", " softToken")),
+    "last_key_id_wins": _kc(_soft("<key><keyId>AB</keyId><keyId>CD</keyId></key>")),
+    "last_device_type_wins": _kc(
+        "<device><deviceType>softToken</deviceType><deviceType>hsm</deviceType>"
+        "<key><keyId>AB</keyId></key></device>"
+    ),
+    "comment_inside": _kc(_soft("<key><keyId>A<!-- c -->B</keyId></key>")),
+    "element_inside": _kc(_soft("<key><keyId>A<x>Q</x>B</keyId></key>")),
+    "no_key_id": _kc(_soft("<key><keyId/></key><key/>")),
+    "nested_device": _kc("<x>" + _soft("<key><keyId>AB</keyId></key>") + "</x>"),
+    "internal_entity": b'<!DOCTYPE k [<!ENTITY id "AB">]>'
+    + _kc(_soft("<key><keyId>&id;</keyId></key>")),
+    "malformed": _kc(_soft("<key><keyId>AB</keyId>")),
+}
+
+
+@pytest.fixture(scope="module")
+def keyconfs(tmp_path_factory: pytest.TempPathFactory, oracle: Harness) -> dict[str, Reading]:
+    return _read_all(tmp_path_factory, "keyconf", KEYCONF_CASES, read_keyconf)
+
+
+def test_keyconf_root_must_be_keyconf_in_the_xroad_namespace(keyconfs: dict[str, Reading]) -> None:
+    assert keyconfs["plain"].ok and keyconfs["plain"].data == ["AB", "CD"]
+    for case in ("no_namespace_root", "other_namespace_root", "lowercase_root"):
+        r = keyconfs[case]
+        assert not r.ok and r.consequence == "signer-fails", case
+        assert "unexpected element" in (r.error or ""), (case, r.error)
+    assert keyconfs["malformed"].consequence == "signer-fails"
+
+
+def test_keyconf_children_are_unqualified_and_direct(keyconfs: dict[str, Reading]) -> None:
+    """A default namespace on the root qualifies <device> too: the signer then sees no key."""
+    for case in ("default_namespace", "qualified_device", "nested_device"):
+        assert keyconfs[case].ok and keyconfs[case].data == [], case
+
+
+def test_keyconf_unknown_elements_and_bad_typed_values_load(
+    keyconfs: dict[str, Reading],
+) -> None:
+    """No schema: unknown elements are skipped; in our classes the typed fields are not
+    mirrored, so this pins only that they do not disturb the keys."""
+    assert keyconfs["unknown_elements"].data == ["AB"]
+    assert keyconfs["typed_garbage"].data == ["AB"]
+
+
+def test_keyconf_strings_as_jaxb_binds_them(keyconfs: dict[str, Reading]) -> None:
+    assert keyconfs["whitespace_kept"].data == [" AB\n"]
+    assert keyconfs["device_type_exact"].data == []
+    assert keyconfs["last_key_id_wins"].data == ["CD"]
+    assert keyconfs["last_device_type_wins"].data == []
+    assert keyconfs["comment_inside"].data == ["AB"]
+    assert keyconfs["element_inside"].data == ["B"]
+    assert keyconfs["no_key_id"].data == ["", None]
+    assert keyconfs["internal_entity"].data == ["AB"]  # JAXB expands it; the agent refuses
 
 
 # ---------------------------------------------------------------------------------------------

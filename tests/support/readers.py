@@ -38,8 +38,21 @@ from support.tools import require_tool
 JAVA_SOURCES = REPO / "tests" / "oracle" / "java"
 JAR_DIR = Path("/usr/share/java")
 # commons-configuration2 needs lang3 and text (interpolation lookups) and logging at run time;
-# Debian's jar manifest names more, but INIConfiguration reaches none of the others.
-JARS = ("commons-configuration2", "commons-lang3", "commons-text", "commons-logging", "snakeyaml")
+# Debian's jar manifest names more, but INIConfiguration reaches none of the others. JAXB (the
+# keyconf mode) is the RI 2.3 and its runtime pieces.
+JARS = (
+    "commons-configuration2",
+    "commons-lang3",
+    "commons-text",
+    "commons-logging",
+    "snakeyaml",
+    "jaxb-api",
+    "jaxb-runtime",
+    "jaxb-core",
+    "javax.activation",
+    "istack-commons-runtime",
+    "txw2",
+)
 DEFAULT_CACHE = Path("/var/cache/syncagent-test")
 # short-lived JVMs: the C1 compiler alone and the serial collector start fastest and change
 # nothing the readers do
@@ -290,6 +303,12 @@ def read_yaml(paths: Iterable[Path | str], flavour: YamlFlavour = "yaml") -> lis
     bean), "acme"/"mail" (bound to the acme.yml/mail.yml bean), "yaml-smallrye" (X-Road 8
     Quarkus services, local.yaml), "yaml-spring" (X-Road 8 admin service, local.yaml)."""
     return harness().read(flavour, paths)
+
+
+def read_keyconf(paths: Iterable[Path | str]) -> list[Reading]:
+    """signer/keyconf.xml as the signer's JAXB unmarshaller binds it; ``data``: the keyIds of
+    softToken keys, in order, None where a key has none."""
+    return harness().read("keyconf", paths)
 
 
 class WatchEvent(NamedTuple):

@@ -50,6 +50,7 @@ public final class Oracle {
                     case "mail" -> YamlModes.mail(path);
                     case "yaml-smallrye" -> YamlModes.smallrye(path);
                     case "yaml-spring" -> YamlModes.spring(path);
+                    case "keyconf" -> Keyconf.read(path);
                     default -> null;
                 };
             } catch (Throwable t) {
@@ -66,7 +67,7 @@ public final class Oracle {
 
     private static void usage() {
         System.err.println("usage: Oracle {ini|devices|properties|properties-utf8|yaml|acme|mail"
-                + "|yaml-smallrye|yaml-spring} PATH... | Oracle watch DIR [FILENAME]");
+                + "|yaml-smallrye|yaml-spring|keyconf} PATH... | Oracle watch DIR [FILENAME]");
         System.exit(2);
     }
 

@@ -24,6 +24,7 @@ from syncagent.xroad.formats import (
     validate_devices,
     validate_ini,
     validate_json,
+    validate_keyconf,
     validate_properties,
     validate_xml,
     validate_yaml_xroad7,
@@ -40,6 +41,7 @@ from syncagent.xroad.formats import (
         (validate_ini, b""),
         (validate_ini, b"[node]\ntype = slave\n"),
         (validate_xml, KEYCONF_XML),
+        (validate_keyconf, KEYCONF_XML),
         (validate_xml, LOGBACK_XML),
         (validate_xml, JETTY_XML),
         (validate_properties, DB_PROPERTIES),
@@ -65,6 +67,29 @@ def test_good_content_passes(check: Rule, data: bytes) -> None:
 def test_xml_with_dtd_subset_entities_or_garbage_is_refused(data: bytes) -> None:
     problem = validate_xml("x.xml", data)
     assert problem is not None and problem.path == "x.xml" and problem.message
+
+
+@pytest.mark.parametrize(
+    "root",
+    [
+        b"<keyConf/>",  # no namespace
+        b'<keyConf xmlns="urn:other"/>',
+        b'<x:keyconf xmlns:x="http://x-road.eu/xsd/xroad.xsd"/>',  # case matters
+        b'<x:device xmlns:x="http://x-road.eu/xsd/xroad.xsd"/>',
+    ],
+)
+def test_keyconf_with_a_root_the_signer_does_not_know_is_refused(root: bytes) -> None:
+    problem = validate_keyconf("signer/keyconf.xml", root)
+    assert problem is not None and "root element is" in problem.message
+    assert validate_xml("signer/keyconf.xml", root) is None  # well-formed all the same
+
+
+def test_keyconf_root_may_use_any_prefix_or_the_default_namespace() -> None:
+    for root in (
+        b'<ns3:keyConf xmlns:ns3="http://x-road.eu/xsd/xroad.xsd"/>',
+        b'<keyConf xmlns="http://x-road.eu/xsd/xroad.xsd"/>',
+    ):
+        assert validate_keyconf("signer/keyconf.xml", root) is None
 
 
 # --------------------------------------------------------------------------- INI details

@@ -25,7 +25,7 @@ NODE_INI = "/etc/xroad/conf.d/node.ini"
 # --------------------------------------------------------------------------- softToken keys
 
 
-def test_softtoken_key_ids_match_local_names_and_skip_hsm() -> None:
+def test_softtoken_key_ids_skip_hsm() -> None:
     assert softtoken_key_ids(KEYCONF_XML) == [AUTH_KEY, SIGN_KEY]
 
 
@@ -33,6 +33,36 @@ def test_softtoken_key_ids_without_softtoken_device() -> None:
     assert (
         softtoken_key_ids(b"<keyConf><device><deviceType>x</deviceType></device></keyConf>") == []
     )
+
+
+def keyconf(devices: str) -> bytes:
+    return f'<n:keyConf xmlns:n="http://x-road.eu/xsd/xroad.xsd">{devices}</n:keyConf>'.encode()
+
+
+def soft(keys: str, device_type: str = "softToken") -> str:
+    return f"<device><deviceType>{device_type}</deviceType><id>0</id>{keys}</device>"
+
+
+@pytest.mark.parametrize(
+    ("devices", "ids"),
+    [
+        (soft("<key><keyId>A</keyId></key><key><keyId>B</keyId></key>"), ["A", "B"]),
+        (soft("<key><keyId> A\n</keyId></key>"), [" A\n"]),  # kept as written
+        (soft("<key><keyId>A</keyId><keyId>B</keyId></key>"), ["B"]),  # the last one
+        (soft("<key><keyId>A<!-- c -->B</keyId></key>"), ["AB"]),
+        (soft("<key><keyId>A<x>Q</x>B</keyId></key>"), ["B"]),  # text after the element
+        (soft("<key><keyId>A&amp;B</keyId></key>"), ["A&B"]),
+        (soft("<key><keyId/></key><key/>"), []),
+        (soft("<key><keyId>A</keyId></key>", " softToken"), []),  # not exactly softToken
+        (soft("<key><n:keyId>A</n:keyId></key>"), []),  # qualified: not the signer's element
+        ("<n:device><deviceType>softToken</deviceType><key><keyId>A</keyId></key></n:device>", []),
+        ("<x>" + soft("<key><keyId>A</keyId></key>") + "</x>", []),  # not a child of the root
+    ],
+)
+def test_softtoken_keys_are_what_the_signers_jaxb_binding_finds(
+    devices: str, ids: list[str]
+) -> None:
+    assert softtoken_key_ids(keyconf(devices)) == ids
 
 
 # --------------------------------------------------------------------------- node type

@@ -742,6 +742,7 @@ ALERT_NAMES = {
     "XRoadSyncVersionSkew",
     "XRoadRestartPending",
     "XRoadPublishFailing",
+    "XRoadSyncAgentTaskRestarted",
 }
 DISTINCT_GENERATIONS = "count(count by (generation) (syncagent_generation_info))"
 

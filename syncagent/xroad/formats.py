@@ -705,15 +705,20 @@ def _defused_reason(exc: DefusedXmlException) -> str:
     return "external reference refused"
 
 
-def _xml_problem(data: bytes) -> str | None:
-    """Reject malformed XML and anything with entities: X-Road and the agent parse these."""
+def _xml_root(data: bytes) -> Element | str:
+    """The parsed root element, or why the XML is refused (malformed, or with entities)."""
     try:
-        parse_xml(data)
+        return parse_xml(data)
     except ParseError as exc:
         return str(exc)
     except (ValueError, RecursionError) as exc:
         return f"XML not parseable: {type(exc).__name__}"
-    return None
+
+
+def _xml_problem(data: bytes) -> str | None:
+    """Reject malformed XML and anything with entities: X-Road and the agent parse these."""
+    root = _xml_root(data)
+    return root if isinstance(root, str) else None
 
 
 # The one root element the signer's JAXB context knows (keyconf.xsd's target namespace); its
@@ -738,12 +743,9 @@ def bound_text(element: Element, name: str) -> str | None:
 
 
 def _keyconf_problem(data: bytes) -> str | None:
-    try:
-        root = parse_xml(data)
-    except ParseError as exc:
-        return str(exc)
-    except (ValueError, RecursionError) as exc:
-        return f"XML not parseable: {type(exc).__name__}"
+    root = _xml_root(data)
+    if isinstance(root, str):
+        return root
     if root.tag != KEYCONF_ROOT:
         return (
             f"root element is {shown(str(root.tag), 80)}: the signer loads only keyConf in the "

@@ -124,7 +124,6 @@ class Daemon:
         self._version_note_logged = False
         self._followed: tuple[str, int] | None = None  # the HEAD the last sync followed
         self._head_stat: HeadStat | None = None  # what the last poll saw of the HEAD file
-        self._polled: tuple[str, int] | None = None  # what the last poll's HEAD named
         self._walking_polled_at: float | None = None  # monotonic
 
     # ---- triggers --------------------------------------------------------------------------
@@ -343,8 +342,8 @@ class Daemon:
             say = log.info if self._followed is not None else log.debug
             say("head_poll_failed", reason=str(e.reason), error=e.message)
             return
+        polled_before = self._head_stat.named if self._head_stat is not None else None
         self._head_stat = poll.stat
-        polled_before, self._polled = self._polled, poll.named
         if poll_wants_sync(self._followed, polled_before, poll.named):
             self.trigger("published")
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from support.samples import KEYCONF_NS
+
 # --------------------------------------------------------------------------------- shared
 
 
@@ -230,7 +232,6 @@ def yaml_text(rng: random.Random) -> bytes:
 
 # --------------------------------------------------------------------------------- keyconf.xml
 
-KEYCONF_NS = "http://x-road.eu/xsd/xroad.xsd"
 KEYCONF_ROOTS = (
     f'<ns3:keyConf xmlns:ns3="{KEYCONF_NS}" xmlns:ns2="http://x-road.eu/xsd/identifiers">',
     f'<x:keyConf xmlns:x="{KEYCONF_NS}">',

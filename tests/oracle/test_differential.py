@@ -441,7 +441,7 @@ def _keyconf_report(rows: list[tuple[bytes, str]]) -> str:
 def test_every_realistic_and_pinned_keyconf_agrees_with_the_signer(
     oracle: Harness, trees: list[EtcTree], tmp_path: Path
 ) -> None:
-    realistic = [p for t in trees for p in t.by_reader("xml") if p.name == "keyconf.xml"]
+    realistic = [p for t in trees for p in t.by_reader("keyconf")]
     assert realistic
     for path, reading in zip(realistic, read_keyconf(realistic), strict=True):
         assert reading.ok and reading.data, path
@@ -462,7 +462,7 @@ def test_generated_keyconf_agrees_with_the_signers_jaxb(
 ) -> None:
     """800 keyconf.xml texts (a grammar of the signer's shapes and byte mutations of the
     realistic one) through JAXB as the signer unmarshals them."""
-    seeds = [p.read_bytes() for t in trees for p in t.by_reader("xml") if p.name == "keyconf.xml"]
+    seeds = _realistic(trees, "keyconf")
     inputs = batch(_seed(20261210), 800, keyconf_text, seeds)
     rows = []
     loaded = with_keys = 0

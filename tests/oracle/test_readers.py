@@ -30,6 +30,9 @@ from support.readers import (
     read_properties,
     read_yaml,
 )
+from support.samples import KEYCONF_NS
+from support.samples import keyconf_doc as _kc
+from support.samples import softtoken_device as _soft
 from support.xroad_etc import (
     ADMIN_GUIDE_FILES,
     SOFTTOKEN_PIN,
@@ -561,7 +564,7 @@ def test_xroad7_tree_loads_in_every_reader(oracle: Harness, xroad7: EtcTree) -> 
 
 
 def test_xroad7_tree_xml_json_and_keystores_are_well_formed(xroad7: EtcTree) -> None:
-    for path in xroad7.by_reader("xml"):
+    for path in xroad7.by_reader("xml") + xroad7.by_reader("keyconf"):
         if path.parent.name == "jetty":
             continue  # DOCTYPE: defusedxml refuses it, jetty's own parser reads it
         ET.parse(path)
@@ -617,24 +620,15 @@ def test_xroad8_tree_loads_in_every_reader(oracle: Harness, xroad8: EtcTree) -> 
 # keyconf.xml: the signer's JAXB unmarshaller (TokenConf, no schema validator)
 # ---------------------------------------------------------------------------------------------
 
-KC_NS = "http://x-road.eu/xsd/xroad.xsd"
-
-
-def _kc(devices: str, root: str = f'ns3:keyConf xmlns:ns3="{KC_NS}"') -> bytes:
-    return f"<{root}>{devices}</{root.split(' ', 1)[0]}>".encode()
-
-
-def _soft(keys: str, device_type: str = "softToken") -> str:
-    return f"<device><deviceType>{device_type}</deviceType><id>0</id>{keys}</device>"
-
-
 KEYCONF_CASES: dict[str, bytes] = {
     "plain": _kc(_soft('<key usage="SIGNING"><keyId>AB</keyId></key><key><keyId>CD</keyId></key>')),
     "no_namespace_root": _kc(_soft("<key><keyId>AB</keyId></key>"), "keyConf"),
     "other_namespace_root": _kc("", 'ns3:keyConf xmlns:ns3="urn:other"'),
-    "lowercase_root": _kc("", f'ns3:keyconf xmlns:ns3="{KC_NS}"'),
-    "default_namespace": _kc(_soft("<key><keyId>AB</keyId></key>"), f'keyConf xmlns="{KC_NS}"'),
-    "qualified_device": f'<n:keyConf xmlns:n="{KC_NS}"><n:device><deviceType>softToken'
+    "lowercase_root": _kc("", f'ns3:keyconf xmlns:ns3="{KEYCONF_NS}"'),
+    "default_namespace": _kc(
+        _soft("<key><keyId>AB</keyId></key>"), f'keyConf xmlns="{KEYCONF_NS}"'
+    ),
+    "qualified_device": f'<n:keyConf xmlns:n="{KEYCONF_NS}"><n:device><deviceType>softToken'
     "</deviceType><key><keyId>AB</keyId></key></n:device></n:keyConf>".encode(),
     "unknown_elements": _kc("<extra/>" + _soft("<bogus/><key><zzz/><keyId>AB</keyId></key>")),
     "typed_garbage": _kc(

@@ -12,6 +12,17 @@ AUTH_KEY = "DF9242D3CBDE6DAC8058D2878340C3B527041FD0"
 SIGN_KEY = "1342B84B4829BB79226AB268B4D8E70B01068613"
 HSM_KEY = "0A1B2C3D4E5F60718293A4B5C6D7E8F901234567"
 DB_PASSWORD = "Zq7-db-Secret!pw"
+KEYCONF_NS = "http://x-road.eu/xsd/xroad.xsd"  # keyconf.xsd's target namespace
+
+
+def keyconf_doc(devices: str, root: str = f'ns3:keyConf xmlns:ns3="{KEYCONF_NS}"') -> bytes:
+    """A small keyconf.xml around ``devices``; ``root``: the root's start tag, less the <>."""
+    return f"<{root}>{devices}</{root.split(' ', 1)[0]}>".encode()
+
+
+def softtoken_device(keys: str, device_type: str = "softToken") -> str:
+    return f"<device><deviceType>{device_type}</deviceType><id>0</id>{keys}</device>"
+
 
 LOCAL_INI = b"""\
 [proxy-ui-api]

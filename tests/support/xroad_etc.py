@@ -34,7 +34,8 @@ from cryptography.x509.oid import NameOID
 #   acme, mail  X-Road 7's typed SnakeYAML load                          -> read_yaml(flavour)
 #   yaml-smallrye / yaml-spring  X-Road 8's local.yaml readers           -> read_yaml(flavour)
 #   yaml        parsed by nobody in X-Road (examples), plain SnakeYAML   -> read_yaml("yaml")
-#   xml, json   JAXB/logback/jetty XML; globalconf metadata JSON
+#   keyconf     the signer's JAXB unmarshaller (signer/keyconf.xml)       -> read_keyconf
+#   xml, json   logback/jetty/confclient XML; globalconf metadata JSON
 #   bash        sourced or read by the launch scripts (services/*)
 #   mapping     message-log archive-encryption mapping (own line format, not INI)
 #   pkcs12, gpg, pem, empty, text   binary keystores, keyring, PEM, backup.d markers, VERSION
@@ -47,6 +48,7 @@ READERS = (
     "yaml",
     "yaml-smallrye",
     "yaml-spring",
+    "keyconf",
     "xml",
     "json",
     "bash",
@@ -807,7 +809,7 @@ def build_xroad7_etc(
     soft = [make_soft_key(u, *members[i % 2]) for i, u in enumerate(keys)]
     tree.keys = soft
     tree.mkdir("signer")
-    tree.write("signer/keyconf.xml", keyconf_xml(soft), "xml", KEYCONF_MODE)
+    tree.write("signer/keyconf.xml", keyconf_xml(soft), "keyconf", KEYCONF_MODE)
     # xroad-signer.postinst: mkdir -m 0750 softtoken; the signer writes keys under the
     # services' umask 027 (0640): group xroad, through which xroad-slave reads the tree
     tree.mkdir("signer/softtoken", 0o750)

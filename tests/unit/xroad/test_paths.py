@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from support import REPO
 from support.samples import AUTH_KEY, KEYCONF_XML, SIGN_KEY
+from support.samples import keyconf_doc as kc
+from support.samples import softtoken_device as soft
 
 from syncagent.errors import Problem
 from syncagent.xroad.paths import (
@@ -29,18 +31,10 @@ def test_softtoken_key_ids_skip_hsm() -> None:
     assert softtoken_key_ids(KEYCONF_XML) == [AUTH_KEY, SIGN_KEY]
 
 
-def test_softtoken_key_ids_without_softtoken_device() -> None:
+def test_softtoken_key_ids_without_soft() -> None:
     assert (
         softtoken_key_ids(b"<keyConf><device><deviceType>x</deviceType></device></keyConf>") == []
     )
-
-
-def keyconf(devices: str) -> bytes:
-    return f'<n:keyConf xmlns:n="http://x-road.eu/xsd/xroad.xsd">{devices}</n:keyConf>'.encode()
-
-
-def soft(keys: str, device_type: str = "softToken") -> str:
-    return f"<device><deviceType>{device_type}</deviceType><id>0</id>{keys}</device>"
 
 
 @pytest.mark.parametrize(
@@ -54,15 +48,18 @@ def soft(keys: str, device_type: str = "softToken") -> str:
         (soft("<key><keyId>A&amp;B</keyId></key>"), ["A&B"]),
         (soft("<key><keyId/></key><key/>"), []),
         (soft("<key><keyId>A</keyId></key>", " softToken"), []),  # not exactly softToken
-        (soft("<key><n:keyId>A</n:keyId></key>"), []),  # qualified: not the signer's element
-        ("<n:device><deviceType>softToken</deviceType><key><keyId>A</keyId></key></n:device>", []),
+        (soft("<key><ns3:keyId>A</ns3:keyId></key>"), []),  # qualified: not the signer's element
+        (
+            "<ns3:device><deviceType>softToken</deviceType><key><keyId>A</keyId></key></ns3:device>",
+            [],
+        ),
         ("<x>" + soft("<key><keyId>A</keyId></key>") + "</x>", []),  # not a child of the root
     ],
 )
 def test_softtoken_keys_are_what_the_signers_jaxb_binding_finds(
     devices: str, ids: list[str]
 ) -> None:
-    assert softtoken_key_ids(keyconf(devices)) == ids
+    assert softtoken_key_ids(kc(devices)) == ids
 
 
 # --------------------------------------------------------------------------- node type
